@@ -1,0 +1,198 @@
+//! The engine's settings and their builder.
+
+use std::num::NonZeroUsize;
+use std::sync::Arc;
+
+use time::Duration;
+
+use crate::clock::{Clock, SystemClock};
+use crate::cookie::{CookieConfig, SameSite};
+use crate::engine::Narvik;
+use crate::error::{Error, Result};
+use crate::store::SessionStore;
+
+/// The default session lifetime, as in the original: 30 days.
+pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::days(30);
+/// How many fresh tokens `create_session` tries when the store reports a duplicate id.
+pub const DEFAULT_CREATE_ATTEMPTS: u32 = 3;
+
+/// Everything the engine can be told. Build it with [`Narvik::builder`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NarvikConfig {
+    /// The sliding (idle) lifetime: a session unused for this long expires, and one used in
+    /// the last half of it is extended to `now + session_lifetime`.
+    pub session_lifetime: Duration,
+    /// An optional absolute cap: no session lives past `created_at + absolute_lifetime`,
+    /// however often it is used.
+    pub absolute_lifetime: Option<Duration>,
+    /// An optional cap on live sessions per user. Creating one more evicts that user's oldest
+    /// sessions (by `created_at`) first. Needs a store with the per-user calls.
+    pub max_sessions_per_user: Option<NonZeroUsize>,
+    /// The session cookie.
+    pub cookie: CookieConfig,
+    /// How many fresh tokens `create_session` tries on a duplicate id (at least 1).
+    pub create_attempts: u32,
+}
+
+impl Default for NarvikConfig {
+    fn default() -> Self {
+        Self {
+            session_lifetime: DEFAULT_SESSION_LIFETIME,
+            absolute_lifetime: None,
+            max_sessions_per_user: None,
+            cookie: CookieConfig::default(),
+            create_attempts: DEFAULT_CREATE_ATTEMPTS,
+        }
+    }
+}
+
+impl NarvikConfig {
+    /// Rejects settings that would make sessions unusable or cookies injectable.
+    pub fn validate(&self) -> Result<()> {
+        // Whole milliseconds keep every computed expiry on the grid all stores can represent.
+        if self.session_lifetime < Duration::SECOND
+            || self.session_lifetime.subsec_nanoseconds() % 1_000_000 != 0
+        {
+            return Err(Error::InvalidConfiguration(
+                "session_lifetime must be at least one second, in whole milliseconds".to_owned(),
+            ));
+        }
+        if let Some(absolute) = self.absolute_lifetime {
+            if absolute < Duration::SECOND || absolute.subsec_nanoseconds() % 1_000_000 != 0 {
+                return Err(Error::InvalidConfiguration(
+                    "absolute_lifetime must be at least one second, in whole milliseconds"
+                        .to_owned(),
+                ));
+            }
+        }
+        if self.create_attempts == 0 {
+            return Err(Error::InvalidConfiguration(
+                "create_attempts must be at least 1".to_owned(),
+            ));
+        }
+        self.cookie.validate()
+    }
+}
+
+/// Builds a [`Narvik`] engine; every setting has the original's default.
+///
+/// ```
+/// # use std::sync::Arc;
+/// # use narvik_core::{Narvik, SessionStore};
+/// # fn demo(store: Arc<dyn SessionStore>) -> narvik_core::Result<()> {
+/// let narvik: Narvik = Narvik::builder(store)
+///     .session_lifetime(time::Duration::days(7))
+///     .absolute_lifetime(time::Duration::days(90))
+///     .cookie_name("sid")
+///     .build()?;
+/// # Ok(()) }
+/// ```
+#[must_use]
+pub struct NarvikBuilder<D> {
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    config: NarvikConfig,
+    data: std::marker::PhantomData<fn() -> D>,
+}
+
+impl<D> NarvikBuilder<D> {
+    pub(crate) fn new(store: Arc<dyn SessionStore>) -> Self {
+        Self {
+            store,
+            clock: Arc::new(SystemClock),
+            config: NarvikConfig::default(),
+            data: std::marker::PhantomData,
+        }
+    }
+
+    /// Replaces the whole configuration.
+    pub fn config(mut self, config: NarvikConfig) -> Self {
+        self.config = config;
+        self
+    }
+
+    /// The sliding session lifetime (default 30 days).
+    pub fn session_lifetime(mut self, lifetime: Duration) -> Self {
+        self.config.session_lifetime = lifetime;
+        self
+    }
+
+    /// An absolute cap on a session's age, counted from `created_at`.
+    pub fn absolute_lifetime(mut self, cap: Duration) -> Self {
+        self.config.absolute_lifetime = Some(cap);
+        self
+    }
+
+    /// A cap on live sessions per user; the oldest are evicted to make room.
+    pub fn max_sessions_per_user(mut self, cap: NonZeroUsize) -> Self {
+        self.config.max_sessions_per_user = Some(cap);
+        self
+    }
+
+    /// How many fresh tokens to try when the store reports a duplicate id.
+    pub fn create_attempts(mut self, attempts: u32) -> Self {
+        self.config.create_attempts = attempts;
+        self
+    }
+
+    /// The whole cookie configuration.
+    pub fn cookie(mut self, cookie: CookieConfig) -> Self {
+        self.config.cookie = cookie;
+        self
+    }
+
+    /// The cookie name (default `narvik_session`).
+    pub fn cookie_name(mut self, name: impl Into<String>) -> Self {
+        self.config.cookie.name = name.into();
+        self
+    }
+
+    /// The cookie `Max-Age` (default: the session lifetime).
+    pub fn cookie_max_age(mut self, max_age: Duration) -> Self {
+        self.config.cookie.max_age = Some(max_age);
+        self
+    }
+
+    /// The `Secure` attribute (default on).
+    pub fn cookie_secure(mut self, secure: bool) -> Self {
+        self.config.cookie.secure = secure;
+        self
+    }
+
+    /// The `Domain` attribute (default none).
+    pub fn cookie_domain(mut self, domain: impl Into<String>) -> Self {
+        self.config.cookie.domain = Some(domain.into());
+        self
+    }
+
+    /// The `Path` attribute (default `/`).
+    pub fn cookie_path(mut self, path: impl Into<String>) -> Self {
+        self.config.cookie.path = path.into();
+        self
+    }
+
+    /// The `SameSite` attribute (default `Lax`).
+    pub fn cookie_same_site(mut self, same_site: SameSite) -> Self {
+        self.config.cookie.same_site = same_site;
+        self
+    }
+
+    /// Prefix the cookie name with `__Host-`.
+    pub fn cookie_host_prefix(mut self, host_prefix: bool) -> Self {
+        self.config.cookie.host_prefix = host_prefix;
+        self
+    }
+
+    /// The clock the engine reads (default the system clock); tests pass a
+    /// [`ManualClock`](crate::ManualClock).
+    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Validates the configuration and builds the engine.
+    pub fn build(self) -> Result<Narvik<D>> {
+        self.config.validate()?;
+        Ok(Narvik::from_parts(self.store, self.clock, self.config))
+    }
+}

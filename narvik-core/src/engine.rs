@@ -1,0 +1,362 @@
+//! The engine: creates, validates, extends, rotates and ends sessions over any store.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use serde::{de::DeserializeOwned, Serialize};
+use time::OffsetDateTime;
+
+use crate::clock::Clock;
+use crate::config::{NarvikBuilder, NarvikConfig};
+use crate::cookie::{self, Cookie};
+use crate::error::{Error, Result};
+use crate::session::{short_id, Session, SessionRecord};
+use crate::store::SessionStore;
+use crate::time_util::truncate_to_millis;
+use crate::token::SessionToken;
+
+/// A new session and the token that opens it. Send the token to the client (usually through
+/// [`Narvik::create_cookie`]) and keep nothing else of it.
+#[derive(Debug, Clone)]
+pub struct CreatedSession<D = ()> {
+    /// The secret for the cookie. Its `Debug` is redacted.
+    pub token: SessionToken,
+    /// The session, with `new == true`.
+    pub session: Session<D>,
+}
+
+/// The session engine, generic over the application's additional data `D` (any serde type;
+/// `()` when there is none). Cheap to clone: clones share the store and configuration.
+///
+/// ```
+/// # async fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) -> narvik_core::Result<()> {
+/// use narvik_core::Narvik;
+///
+/// #[derive(serde::Serialize, serde::Deserialize, Clone)]
+/// struct Data { theme: String }
+///
+/// let narvik: Narvik<Data> = Narvik::new(store);
+/// let created = narvik.create_session("alice", Data { theme: "dark".into() }).await?;
+/// let cookie = narvik.create_cookie(&created.token).serialize();
+/// // ... later, on a request carrying that cookie:
+/// let session = narvik.validate_session(created.token.as_str()).await?;
+/// assert_eq!(session.map(|s| s.user_id), Some("alice".to_owned()));
+/// # let _ = cookie; Ok(()) }
+/// ```
+pub struct Narvik<D = ()> {
+    inner: Arc<Inner>,
+    data: PhantomData<fn() -> D>,
+}
+
+struct Inner {
+    store: Arc<dyn SessionStore>,
+    clock: Arc<dyn Clock>,
+    config: NarvikConfig,
+    cookie_name: String,
+}
+
+impl<D> Clone for Narvik<D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: Arc::clone(&self.inner),
+            data: PhantomData,
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for Narvik<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Narvik")
+            .field("config", &self.inner.config)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> Narvik<D> {
+    /// An engine with the original's defaults (30-day sliding lifetime, `narvik_session`
+    /// cookie with `HttpOnly; Secure; Path=/; SameSite=Lax`).
+    pub fn new(store: Arc<dyn SessionStore>) -> Self {
+        NarvikBuilder::new(store)
+            .build()
+            .unwrap_or_else(|_| unreachable!("the default configuration is valid"))
+    }
+
+    /// A builder to change the defaults.
+    pub fn builder(store: Arc<dyn SessionStore>) -> NarvikBuilder<D> {
+        NarvikBuilder::new(store)
+    }
+
+    pub(crate) fn from_parts(
+        store: Arc<dyn SessionStore>,
+        clock: Arc<dyn Clock>,
+        config: NarvikConfig,
+    ) -> Self {
+        let cookie_name = config.cookie.full_name();
+        Self {
+            inner: Arc::new(Inner {
+                store,
+                clock,
+                config,
+                cookie_name,
+            }),
+            data: PhantomData,
+        }
+    }
+
+    /// The configuration in force.
+    pub fn config(&self) -> &NarvikConfig {
+        &self.inner.config
+    }
+
+    /// The store the engine uses.
+    pub fn store(&self) -> &Arc<dyn SessionStore> {
+        &self.inner.store
+    }
+
+    /// The current time as the engine sees it, to the millisecond.
+    pub fn now(&self) -> OffsetDateTime {
+        truncate_to_millis(self.inner.clock.now())
+    }
+
+    /// The session cookie's name as sent in headers (with the `__Host-` prefix if configured).
+    pub fn cookie_name(&self) -> &str {
+        &self.inner.cookie_name
+    }
+
+    /// The cookie carrying `token`, with `Max-Age` = the configured cookie max age or else the
+    /// session lifetime.
+    pub fn create_cookie(&self, token: &SessionToken) -> Cookie {
+        let config = &self.inner.config;
+        let max_age = config.cookie.max_age.unwrap_or(config.session_lifetime);
+        Cookie::new(&config.cookie, token.as_str().to_owned(), max_age)
+    }
+
+    /// The cookie that deletes the session cookie: empty value, `Max-Age=0`.
+    pub fn create_blank_cookie(&self) -> Cookie {
+        Cookie::new(
+            &self.inner.config.cookie,
+            String::new(),
+            time::Duration::ZERO,
+        )
+    }
+
+    /// The session token in a request's `Cookie` header, if there is exactly one well-formed
+    /// one. See [`cookie::read_session_token`].
+    pub fn read_session_token(&self, cookie_header: &str) -> Option<SessionToken> {
+        cookie::read_session_token(cookie_header, &self.inner.cookie_name)
+    }
+
+    /// Deletes a session (logout). Deleting an unknown session succeeds.
+    pub async fn invalidate_session(&self, session_id: &str) -> Result<()> {
+        self.inner.store.delete_session(session_id).await
+    }
+
+    /// Deletes every session of a user (for example after a password reset).
+    pub async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+        self.inner.store.delete_sessions_for_user(user_id).await
+    }
+
+    /// Deletes every expired session and returns the store's count.
+    pub async fn delete_all_expired_sessions(&self) -> Result<u64> {
+        self.inner.store.delete_all_expired_sessions().await
+    }
+
+    /// Deletes every session of `user_id` except `keep_session_id` ("sign out other devices",
+    /// "password changed"), and returns how many it deleted.
+    pub async fn invalidate_other_sessions(
+        &self,
+        user_id: &str,
+        keep_session_id: &str,
+    ) -> Result<u64> {
+        let records = self.inner.store.fetch_sessions_for_user(user_id).await?;
+        let mut deleted = 0;
+        for record in records.iter().filter(|record| record.id != keep_session_id) {
+            self.inner.store.delete_session(&record.id).await?;
+            deleted += 1;
+        }
+        Ok(deleted)
+    }
+
+    /// The expiry a session created (or last extended) at `now` gets: `now + lifetime`, never
+    /// past the absolute cap.
+    fn expiry_from(&self, now: OffsetDateTime, created_at: OffsetDateTime) -> OffsetDateTime {
+        let sliding = now + self.inner.config.session_lifetime;
+        match self.inner.config.absolute_lifetime {
+            Some(cap) => sliding.min(created_at + cap),
+            None => sliding,
+        }
+    }
+
+    /// Saves `record` under a fresh token, retrying with new tokens on a duplicate id.
+    async fn save_with_fresh_token(&self, record: &mut SessionRecord) -> Result<SessionToken> {
+        let attempts = self.inner.config.create_attempts;
+        for attempt in 1..=attempts {
+            let token = SessionToken::generate()?;
+            record.id = token.session_id();
+            match self.inner.store.save_session(record).await {
+                Ok(()) => return Ok(token),
+                Err(Error::DuplicateId) => {
+                    tracing::warn!(
+                        session = short_id(&record.id),
+                        attempt,
+                        "session id collision; retrying with a fresh token"
+                    );
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Err(Error::DuplicateId)
+    }
+
+    /// Makes room under the per-user cap by deleting that user's oldest live sessions.
+    async fn enforce_user_cap(&self, user_id: &str, now: OffsetDateTime) -> Result<()> {
+        let Some(cap) = self.inner.config.max_sessions_per_user else {
+            return Ok(());
+        };
+        let mut live: Vec<SessionRecord> = self
+            .inner
+            .store
+            .fetch_sessions_for_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|record| !record.is_expired(now))
+            .collect();
+        if live.len() < cap.get() {
+            return Ok(());
+        }
+        live.sort_by(|a, b| {
+            a.created_at
+                .cmp(&b.created_at)
+                .then_with(|| a.id.cmp(&b.id))
+        });
+        let excess = live.len() + 1 - cap.get();
+        for record in &live[..excess] {
+            tracing::debug!(
+                session = short_id(&record.id),
+                "evicting oldest session of user"
+            );
+            self.inner.store.delete_session(&record.id).await?;
+        }
+        Ok(())
+    }
+}
+
+impl<D: Serialize + DeserializeOwned> Narvik<D> {
+    /// Creates a session for `user_id` carrying `data`, and its token.
+    ///
+    /// On a duplicate id from the store it retries with a fresh token (up to
+    /// `create_attempts`), so an existing session is never overwritten. With a per-user cap,
+    /// the user's oldest sessions are evicted first.
+    pub async fn create_session(&self, user_id: &str, data: D) -> Result<CreatedSession<D>> {
+        let now = self.now();
+        self.create_session_at(user_id, data, now, now).await
+    }
+
+    async fn create_session_at(
+        &self,
+        user_id: &str,
+        data: D,
+        created_at: OffsetDateTime,
+        now: OffsetDateTime,
+    ) -> Result<CreatedSession<D>> {
+        let json =
+            serde_json::to_value(&data).map_err(|error| Error::InvalidData(error.to_string()))?;
+        self.enforce_user_cap(user_id, now).await?;
+        let mut record = SessionRecord {
+            id: String::new(),
+            user_id: user_id.to_owned(),
+            expires_at: self.expiry_from(now, created_at),
+            created_at,
+            data: json,
+        };
+        let token = self.save_with_fresh_token(&mut record).await?;
+        Ok(CreatedSession {
+            token,
+            session: Session {
+                id: record.id,
+                user_id: record.user_id,
+                expires_at: record.expires_at,
+                created_at: record.created_at,
+                data,
+                new: true,
+                extended: false,
+            },
+        })
+    }
+
+    /// Checks a token from a client and returns its session, or `None`.
+    ///
+    /// - A malformed token is `None` without a store round trip.
+    /// - An expired session is deleted and `None`.
+    /// - A session in the last half of its lifetime is extended to `now + lifetime` (never past
+    ///   the absolute cap) and returned with `extended == true`: set the cookie again.
+    /// - A record whose data does not decode as `D` is [`Error::CorruptRecord`].
+    pub async fn validate_session(&self, token: &str) -> Result<Option<Session<D>>> {
+        let Some(token) = SessionToken::parse(token) else {
+            return Ok(None);
+        };
+        self.validate_token(&token).await
+    }
+
+    /// [`Narvik::validate_session`] for an already parsed token.
+    pub async fn validate_token(&self, token: &SessionToken) -> Result<Option<Session<D>>> {
+        let session_id = token.session_id();
+        let Some(record) = self.inner.store.fetch_session(&session_id).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        if record.is_expired(now) {
+            self.inner.store.delete_session(&session_id).await?;
+            return Ok(None);
+        }
+        let mut session = Session::<D>::from_record(record)?;
+        let half_life = self.inner.config.session_lifetime / 2;
+        if now >= session.expires_at - half_life {
+            let extended_to = self.expiry_from(now, session.created_at);
+            if extended_to > session.expires_at {
+                self.inner
+                    .store
+                    .update_session_expiry(&session_id, extended_to)
+                    .await?;
+                session.expires_at = extended_to;
+                session.extended = true;
+            }
+        }
+        Ok(Some(session))
+    }
+
+    /// Replaces the session behind `token` with a new one (new token, same user, data and
+    /// `created_at`, so the absolute cap still counts from sign-in); the old token is dead
+    /// afterwards. `None` when the token does not open a live session.
+    ///
+    /// Use it on privilege changes. The new session is saved before the old one is deleted, so
+    /// a failure never leaves the user with neither.
+    pub async fn rotate_session(&self, token: &str) -> Result<Option<CreatedSession<D>>> {
+        let Some(old) = self.validate_session(token).await? else {
+            return Ok(None);
+        };
+        let now = self.now();
+        let created = self
+            .create_session_at(&old.user_id, old.data, old.created_at, now)
+            .await?;
+        if let Err(error) = self.inner.store.delete_session(&old.id).await {
+            // Best effort: do not leave two live sessions when the caller sees a failure.
+            let _ = self.inner.store.delete_session(&created.session.id).await;
+            return Err(error);
+        }
+        Ok(Some(created))
+    }
+
+    /// Every live session of `user_id` ("your devices"). Needs a store with the per-user calls.
+    pub async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<Session<D>>> {
+        let now = self.now();
+        self.inner
+            .store
+            .fetch_sessions_for_user(user_id)
+            .await?
+            .into_iter()
+            .filter(|record| !record.is_expired(now))
+            .map(Session::from_record)
+            .collect()
+    }
+}

@@ -1,0 +1,23 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod clock;
+pub mod config;
+pub mod cookie;
+mod engine;
+pub mod error;
+pub mod session;
+pub mod store;
+pub mod time_util;
+pub mod token;
+
+pub use async_trait::async_trait;
+pub use clock::{Clock, ManualClock, SystemClock};
+pub use config::{NarvikBuilder, NarvikConfig};
+pub use cookie::{Cookie, CookieConfig, SameSite};
+pub use engine::{CreatedSession, Narvik};
+pub use error::{BoxError, Error, OptionalOperation, Result};
+pub use session::{Session, SessionRecord};
+pub use store::SessionStore;
+pub use token::SessionToken;

@@ -1,0 +1,116 @@
+//! Sessions as the application sees them ([`Session`]) and as a store keeps them
+//! ([`SessionRecord`]).
+
+use serde::{de::DeserializeOwned, Serialize};
+use time::OffsetDateTime;
+
+use crate::error::{Error, Result};
+
+/// A session as a store keeps it: the additional data is plain JSON, so a store never needs to
+/// know the application's data type.
+///
+/// Times carry millisecond precision: the engine truncates them before saving, and every store
+/// must return them exactly as saved.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionRecord {
+    /// Lowercase hex SHA-256 of the token; the primary key in every store.
+    pub id: String,
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// When the session stops being valid.
+    pub expires_at: OffsetDateTime,
+    /// When the session was created (the base of the absolute lifetime cap).
+    pub created_at: OffsetDateTime,
+    /// The application's additional data, as JSON (`null` when the application has none).
+    pub data: serde_json::Value,
+}
+
+impl SessionRecord {
+    /// Whether the record has expired at `now` (expiry is exclusive: at `expires_at` it is dead).
+    ///
+    /// ```
+    /// # use narvik_core::SessionRecord;
+    /// # use time::macros::datetime;
+    /// let record = SessionRecord {
+    ///     id: "id".into(),
+    ///     user_id: "alice".into(),
+    ///     expires_at: datetime!(2030-01-01 0:00 UTC),
+    ///     created_at: datetime!(2029-12-01 0:00 UTC),
+    ///     data: serde_json::Value::Null,
+    /// };
+    /// assert!(!record.is_expired(datetime!(2029-12-31 23:59 UTC)));
+    /// assert!(record.is_expired(datetime!(2030-01-01 0:00 UTC)));
+    /// ```
+    pub fn is_expired(&self, now: OffsetDateTime) -> bool {
+        now >= self.expires_at
+    }
+}
+
+/// A session as the engine hands it to the application, with typed additional data `D`.
+///
+/// `new` and `extended` are state flags of this value only; they are never stored.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session<D = ()> {
+    /// Lowercase hex SHA-256 of the token. Safe to show and log: it cannot be turned back into
+    /// a token.
+    pub id: String,
+    /// The user the session belongs to.
+    pub user_id: String,
+    /// When the session stops being valid.
+    pub expires_at: OffsetDateTime,
+    /// When the session was created.
+    pub created_at: OffsetDateTime,
+    /// The application's additional data.
+    pub data: D,
+    /// True on the session returned by `create_session` (and `rotate_session`).
+    pub new: bool,
+    /// True when `validate_session` moved the expiry forward: the cookie should be set again.
+    pub extended: bool,
+}
+
+impl<D: DeserializeOwned> Session<D> {
+    /// Decodes a stored record into a session of data type `D`.
+    ///
+    /// A record whose data does not fit `D` is an [`Error::CorruptRecord`], never a panic.
+    pub fn from_record(record: SessionRecord) -> Result<Self> {
+        let data = serde_json::from_value(record.data).map_err(|source| {
+            Error::corrupt(
+                format!(
+                    "additional data of session {} does not fit `{}`",
+                    short_id(&record.id),
+                    std::any::type_name::<D>()
+                ),
+                source,
+            )
+        })?;
+        Ok(Self {
+            id: record.id,
+            user_id: record.user_id,
+            expires_at: record.expires_at,
+            created_at: record.created_at,
+            data,
+            new: false,
+            extended: false,
+        })
+    }
+}
+
+impl<D: Serialize> Session<D> {
+    /// The record a store keeps for this session.
+    pub fn to_record(&self) -> Result<SessionRecord> {
+        let data = serde_json::to_value(&self.data)
+            .map_err(|source| Error::InvalidData(source.to_string()))?;
+        Ok(SessionRecord {
+            id: self.id.clone(),
+            user_id: self.user_id.clone(),
+            expires_at: self.expires_at,
+            created_at: self.created_at,
+            data,
+        })
+    }
+}
+
+/// The first characters of a session id, enough to tell sessions apart in logs.
+pub fn short_id(session_id: &str) -> &str {
+    session_id.get(..8).unwrap_or(session_id)
+}

@@ -1,0 +1,40 @@
+#!/usr/bin/env bash
+# The whole test suite: starts (or installs) the servers the adapter tests need, then runs every
+# test of the workspace against them. Extra arguments go to `cargo test`.
+#
+# Each file in scripts/servers/ provides one server: it exports the URL the tests read
+# (NARVIK_TEST_<STORE>_URL) unless the caller already set it, and registers a cleanup for
+# whatever it started. Under CI=true a server that cannot be provided fails the run.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+export NARVIK_BUILD_DIR="${NARVIK_BUILD_DIR:-$PWD/.build}"
+mkdir -p "$NARVIK_BUILD_DIR"
+
+NARVIK_CLEANUPS=()
+narvik_on_exit() {
+  local status=$?
+  local cleanup
+  for cleanup in "${NARVIK_CLEANUPS[@]+"${NARVIK_CLEANUPS[@]}"}"; do
+    eval "$cleanup" || true
+  done
+  exit "$status"
+}
+trap narvik_on_exit EXIT
+
+# A server that cannot be provided: fatal under CI, a loud warning otherwise (the tests that need
+# it will then fail with the same message).
+narvik_missing_server() {
+  echo "scripts/test.sh: $1" >&2
+  if [ "${CI:-}" = "true" ]; then
+    exit 1
+  fi
+}
+
+for server in scripts/servers/*.sh; do
+  [ -e "$server" ] || continue
+  # shellcheck source=/dev/null
+  source "$server"
+done
+
+cargo test --workspace --all-features "$@"
