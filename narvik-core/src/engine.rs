@@ -300,29 +300,40 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
 
     /// [`Narvik::validate_session`] for an already parsed token.
     pub async fn validate_token(&self, token: &SessionToken) -> Result<Option<Session<D>>> {
-        let session_id = token.session_id();
-        let Some(record) = self.inner.store.fetch_session(&session_id).await? else {
+        let now = self.now();
+        let Some(mut session) = self.fetch_live_session(token, now).await? else {
             return Ok(None);
         };
-        let now = self.now();
-        if record.is_expired(now) {
-            self.inner.store.delete_session(&session_id).await?;
-            return Ok(None);
-        }
-        let mut session = Session::<D>::from_record(record)?;
         let half_life = self.inner.config.session_lifetime / 2;
         if now >= session.expires_at - half_life {
             let extended_to = self.expiry_from(now, session.created_at);
             if extended_to > session.expires_at {
                 self.inner
                     .store
-                    .update_session_expiry(&session_id, extended_to)
+                    .update_session_expiry(&session.id, extended_to)
                     .await?;
                 session.expires_at = extended_to;
                 session.extended = true;
             }
         }
         Ok(Some(session))
+    }
+
+    /// The live session behind `token`, without extending it. An expired record is deleted.
+    async fn fetch_live_session(
+        &self,
+        token: &SessionToken,
+        now: OffsetDateTime,
+    ) -> Result<Option<Session<D>>> {
+        let session_id = token.session_id();
+        let Some(record) = self.inner.store.fetch_session(&session_id).await? else {
+            return Ok(None);
+        };
+        if record.is_expired(now) {
+            self.inner.store.delete_session(&session_id).await?;
+            return Ok(None);
+        }
+        Session::from_record(record).map(Some)
     }
 
     /// Replaces the session behind `token` with a new one (new token, same user, data and
@@ -332,10 +343,14 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Use it on privilege changes. The new session is saved before the old one is deleted, so
     /// a failure never leaves the user with neither.
     pub async fn rotate_session(&self, token: &str) -> Result<Option<CreatedSession<D>>> {
-        let Some(old) = self.validate_session(token).await? else {
+        let Some(token) = SessionToken::parse(token) else {
             return Ok(None);
         };
         let now = self.now();
+        // No extension: the old session is about to die, so writing its expiry would be waste.
+        let Some(old) = self.fetch_live_session(&token, now).await? else {
+            return Ok(None);
+        };
         let created = self
             .create_session_at(&old.user_id, old.data, old.created_at, now)
             .await?;
