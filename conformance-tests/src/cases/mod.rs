@@ -1,0 +1,18 @@
+//! The cases, one `pub async fn` each, grouped as in the catalogue.
+//!
+//! Every case takes the store under test and its declared [`Capabilities`](crate::Capabilities),
+//! so a store crate may also call a case directly:
+//!
+//! ```no_run
+//! # async fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) {
+//! use narvik_conformance::{cases, Capabilities};
+//! cases::crud::save_duplicate_id_is_typed_error_and_keeps_original(store, Capabilities::ALL).await;
+//! # }
+//! ```
+//!
+//! A case panics (fails the test) with a message naming the broken promise.
+
+pub mod crud;
+pub mod data;
+pub mod expiry;
+pub mod users;

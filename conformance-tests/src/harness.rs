@@ -1,0 +1,378 @@
+//! Building blocks the cases share: random names, records with well-chosen times, a spy store,
+//! and assertions with messages that say which promise broke.
+
+use std::collections::BTreeMap;
+use std::future::Future;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+
+use narvik_core::time_util::truncate_to_millis;
+use narvik_core::{async_trait, Result, SessionRecord, SessionStore};
+use serde_json::Value;
+use time::{Duration, OffsetDateTime};
+
+use crate::Capabilities;
+
+/// How far in the future a record that must expire during a case is saved, on stores that do
+/// not keep records saved already expired.
+pub const SHORT_EXPIRY: Duration = Duration::milliseconds(1_500);
+
+/// Extra time waited after the last short expiry, so that server clocks agree it has passed.
+const EXPIRY_MARGIN: Duration = Duration::milliseconds(500);
+
+/// The wall-clock time now, to the millisecond (the precision every store keeps).
+pub fn now_ms() -> OffsetDateTime {
+    truncate_to_millis(OffsetDateTime::now_utc())
+}
+
+/// 16 random lowercase hex characters, to make names unique in a shared namespace.
+pub fn random_suffix() -> String {
+    hex(&rand::random::<[u8; 8]>())
+}
+
+/// A user id no other case (or run) uses: `label` followed by a random suffix.
+pub fn random_user_id(label: &str) -> String {
+    format!("{label}-{}", random_suffix())
+}
+
+/// A random session id of the engine's shape (64 lowercase hex characters).
+pub fn random_session_id() -> String {
+    hex(&rand::random::<[u8; 32]>())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+}
+
+/// A live record of `user_id` with `data`: created a minute ago, expiring in `expires_in`.
+pub fn record_expiring_in(user_id: &str, expires_in: Duration, data: Value) -> SessionRecord {
+    let now = now_ms();
+    SessionRecord {
+        id: random_session_id(),
+        user_id: user_id.to_owned(),
+        expires_at: now + expires_in,
+        created_at: now - Duration::minutes(1),
+        data,
+    }
+}
+
+/// A live record of `user_id` with `data`, expiring in a few days.
+pub fn live_record(user_id: &str, data: Value) -> SessionRecord {
+    record_expiring_in(user_id, Duration::days(3), data)
+}
+
+/// A record of `user_id` that is expired by the time [`wait_until_expired`] returns.
+///
+/// On a store that keeps records saved already expired, it expired `nth` + 1 hours ago.
+/// Otherwise it expires [`SHORT_EXPIRY`] from now, so that a TTL-native server accepts it.
+pub fn expired_record(
+    capabilities: Capabilities,
+    user_id: &str,
+    nth: usize,
+    data: Value,
+) -> SessionRecord {
+    let now = now_ms();
+    let expires_at = if capabilities.keeps_already_expired {
+        let hours = i64::try_from(nth).unwrap_or(i64::MAX / 2).min(1_000) + 1;
+        now - Duration::hours(hours)
+    } else {
+        now + SHORT_EXPIRY
+    };
+    SessionRecord {
+        id: random_session_id(),
+        user_id: user_id.to_owned(),
+        expires_at,
+        created_at: expires_at - Duration::days(1),
+        data,
+    }
+}
+
+/// Sleeps until every one of `records` has expired by the wall clock (plus a margin). Returns
+/// at once when they already have.
+pub async fn wait_until_expired(records: &[SessionRecord]) {
+    let Some(latest) = records.iter().map(|record| record.expires_at).max() else {
+        return;
+    };
+    let remaining = latest + EXPIRY_MARGIN - OffsetDateTime::now_utc();
+    if remaining.is_positive() {
+        let remaining = std::time::Duration::try_from(remaining).unwrap_or_default();
+        tokio::time::sleep(remaining).await;
+    }
+}
+
+/// Unwraps a store result, failing the case with the operation's name and the error.
+#[track_caller]
+pub fn must<T>(result: Result<T>, operation: &str) -> T {
+    match result {
+        Ok(value) => value,
+        Err(error) => panic!("`{operation}` failed: {error} ({error:?})"),
+    }
+}
+
+/// Saves every record (in order), failing the case on any error.
+pub async fn save_all(store: &dyn SessionStore, records: &[SessionRecord]) {
+    for record in records {
+        must(store.save_session(record).await, "save_session");
+    }
+}
+
+/// Saves `records` from `tasks` concurrent tasks, failing the case on any error.
+pub async fn save_concurrently(
+    store: &Arc<dyn SessionStore>,
+    records: Vec<SessionRecord>,
+    tasks: usize,
+) {
+    let chunk = records.len().div_ceil(tasks.max(1)).max(1);
+    let mut handles = Vec::new();
+    for part in records.chunks(chunk) {
+        let part = part.to_vec();
+        let store = Arc::clone(store);
+        handles.push(tokio::spawn(async move {
+            save_all(store.as_ref(), &part).await;
+        }));
+    }
+    join_all(handles).await;
+}
+
+/// Awaits spawned tasks, re-raising the first panic so the case fails with its message.
+pub async fn join_all<T>(handles: Vec<tokio::task::JoinHandle<T>>) -> Vec<T> {
+    let mut results = Vec::with_capacity(handles.len());
+    for handle in handles {
+        match handle.await {
+            Ok(value) => results.push(value),
+            Err(error) if error.is_panic() => std::panic::resume_unwind(error.into_panic()),
+            Err(error) => panic!("a task of the case was cancelled: {error}"),
+        }
+    }
+    results
+}
+
+/// Spawns `count` copies of `task(index)`, started together behind a barrier so they overlap.
+pub async fn race<F, Fut, T>(count: usize, task: F) -> Vec<T>
+where
+    F: Fn(usize) -> Fut,
+    Fut: Future<Output = T> + Send + 'static,
+    T: Send + 'static,
+{
+    let barrier = Arc::new(tokio::sync::Barrier::new(count));
+    let handles = (0..count)
+        .map(|index| {
+            let barrier = Arc::clone(&barrier);
+            let work = task(index);
+            tokio::spawn(async move {
+                barrier.wait().await;
+                work.await
+            })
+        })
+        .collect();
+    join_all(handles).await
+}
+
+/// Asserts that the store holds exactly `expected` under its id.
+#[track_caller]
+pub fn assert_same_record(actual: Option<&SessionRecord>, expected: &SessionRecord, context: &str) {
+    let Some(actual) = actual else {
+        panic!("{context}: record {} is missing", expected.id);
+    };
+    assert_eq!(actual.id, expected.id, "{context}: id differs");
+    assert_eq!(
+        actual.user_id, expected.user_id,
+        "{context}: user_id differs"
+    );
+    assert_eq!(
+        actual.expires_at, expected.expires_at,
+        "{context}: expires_at differs (it must round-trip to the millisecond)"
+    );
+    assert_eq!(
+        actual.created_at, expected.created_at,
+        "{context}: created_at differs (it must round-trip to the millisecond)"
+    );
+    assert_eq!(
+        actual.data, expected.data,
+        "{context}: data differs (it must round-trip as equal JSON, numbers keeping their kind)"
+    );
+}
+
+/// Fetches `expected.id` and asserts the store returns exactly `expected`.
+pub async fn assert_stored(store: &dyn SessionStore, expected: &SessionRecord, context: &str) {
+    let fetched = must(store.fetch_session(&expected.id).await, "fetch_session");
+    assert_same_record(fetched.as_ref(), expected, context);
+}
+
+/// Fetches `session_id` and asserts the store has no such record.
+pub async fn assert_absent(store: &dyn SessionStore, session_id: &str, context: &str) {
+    let fetched = must(store.fetch_session(session_id).await, "fetch_session");
+    assert!(
+        fetched.is_none(),
+        "{context}: record {session_id} should not exist, but fetch_session returned {fetched:?}"
+    );
+}
+
+/// Records keyed by id, for comparing listings whose order is unspecified.
+pub fn by_id(records: impl IntoIterator<Item = SessionRecord>) -> BTreeMap<String, SessionRecord> {
+    records
+        .into_iter()
+        .map(|record| (record.id.clone(), record))
+        .collect()
+}
+
+/// Asserts that a listing holds exactly `expected` (every field), each once, in any order.
+#[track_caller]
+pub fn assert_same_set(actual: Vec<SessionRecord>, expected: &[SessionRecord], context: &str) {
+    let actual_len = actual.len();
+    let actual = by_id(actual);
+    assert_eq!(
+        actual.len(),
+        actual_len,
+        "{context}: the listing returned a session more than once"
+    );
+    let expected = by_id(expected.iter().cloned());
+    let missing: Vec<&String> = expected
+        .keys()
+        .filter(|id| !actual.contains_key(*id))
+        .collect();
+    let extra: Vec<&SessionRecord> = actual
+        .values()
+        .filter(|record| !expected.contains_key(&record.id))
+        .collect();
+    assert!(
+        missing.is_empty() && extra.is_empty(),
+        "{context}: missing ids {missing:?}; unexpected records {extra:?}"
+    );
+    for (id, record) in &expected {
+        assert_same_record(actual.get(id), record, context);
+    }
+}
+
+/// How many times each store operation was called through a [`SpyStore`].
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CallCounts {
+    /// `save_session` calls.
+    pub save_session: u64,
+    /// `fetch_session` calls.
+    pub fetch_session: u64,
+    /// `update_session_expiry` calls.
+    pub update_session_expiry: u64,
+    /// `delete_session` calls.
+    pub delete_session: u64,
+    /// `fetch_sessions_for_user` calls.
+    pub fetch_sessions_for_user: u64,
+    /// `delete_sessions_for_user` calls.
+    pub delete_sessions_for_user: u64,
+    /// `delete_all_expired_sessions` calls.
+    pub delete_all_expired_sessions: u64,
+}
+
+impl CallCounts {
+    /// All calls together.
+    pub fn total(&self) -> u64 {
+        self.save_session
+            + self.fetch_session
+            + self.update_session_expiry
+            + self.delete_session
+            + self.fetch_sessions_for_user
+            + self.delete_sessions_for_user
+            + self.delete_all_expired_sessions
+    }
+}
+
+/// A store that forwards every call to another and counts them, to prove what the engine
+/// does (and does not) ask of a store.
+pub struct SpyStore {
+    inner: Arc<dyn SessionStore>,
+    counters: [AtomicU64; 7],
+}
+
+impl SpyStore {
+    /// A spy in front of `inner`, with every count at zero.
+    pub fn new(inner: Arc<dyn SessionStore>) -> Arc<Self> {
+        Arc::new(Self {
+            inner,
+            counters: Default::default(),
+        })
+    }
+
+    /// The counts so far.
+    pub fn calls(&self) -> CallCounts {
+        let read = |index: usize| self.counters[index].load(Ordering::SeqCst);
+        CallCounts {
+            save_session: read(0),
+            fetch_session: read(1),
+            update_session_expiry: read(2),
+            delete_session: read(3),
+            fetch_sessions_for_user: read(4),
+            delete_sessions_for_user: read(5),
+            delete_all_expired_sessions: read(6),
+        }
+    }
+
+    fn count(&self, index: usize) {
+        self.counters[index].fetch_add(1, Ordering::SeqCst);
+    }
+}
+
+#[async_trait]
+impl SessionStore for SpyStore {
+    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
+        self.count(0);
+        self.inner.save_session(record).await
+    }
+    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
+        self.count(1);
+        self.inner.fetch_session(session_id).await
+    }
+    async fn update_session_expiry(
+        &self,
+        session_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        self.count(2);
+        self.inner
+            .update_session_expiry(session_id, expires_at)
+            .await
+    }
+    async fn delete_session(&self, session_id: &str) -> Result<()> {
+        self.count(3);
+        self.inner.delete_session(session_id).await
+    }
+    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+        self.count(4);
+        self.inner.fetch_sessions_for_user(user_id).await
+    }
+    async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+        self.count(5);
+        self.inner.delete_sessions_for_user(user_id).await
+    }
+    async fn delete_all_expired_sessions(&self) -> Result<u64> {
+        self.count(6);
+        self.inner.delete_all_expired_sessions().await
+    }
+}
+
+/// When `capabilities` declare `operation` absent, calls it and asserts the typed
+/// unsupported error, then returns true (the case has nothing more to check). Returns false
+/// when the operation is declared present.
+pub async fn declared_absent(
+    store: &dyn SessionStore,
+    capabilities: Capabilities,
+    operation: narvik_core::OptionalOperation,
+) -> bool {
+    use narvik_core::OptionalOperation as Op;
+    if capabilities.supports(operation) {
+        return false;
+    }
+    let user_id = random_user_id("unsupported");
+    match operation {
+        Op::FetchSessionsForUser => {
+            crate::assert_unsupported(store.fetch_sessions_for_user(&user_id).await, operation);
+        }
+        Op::DeleteSessionsForUser => {
+            crate::assert_unsupported(store.delete_sessions_for_user(&user_id).await, operation);
+        }
+        Op::DeleteAllExpiredSessions => {
+            crate::assert_unsupported(store.delete_all_expired_sessions().await, operation);
+        }
+        other => panic!("this suite does not know the optional operation `{other}`"),
+    }
+    true
+}

@@ -1,0 +1,111 @@
+//! The one list of cases, and the macros that turn it into tests.
+
+/// Calls `$crate::$callback!` with `{ $args }` followed by every case, grouped by module:
+/// `module: case, case, ...;`. The only place the catalogue is listed: [`store_tests!`] and
+/// [`CASES`](crate::CASES) are both generated from it, so they cannot drift apart.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __for_each_case {
+    ($callback:ident { $($args:tt)* }) => {
+        $crate::$callback! {
+            { $($args)* }
+            crud:
+                save_then_fetch_round_trips_every_field,
+                fetch_unknown_id_is_none,
+                save_duplicate_id_is_typed_error_and_keeps_original,
+                update_expiry_changes_only_expiry,
+                update_expiry_keeps_record_fetchable,
+                update_expiry_on_unknown_id_creates_nothing,
+                update_expiry_after_delete_creates_nothing,
+                delete_removes_record,
+                delete_is_idempotent,
+                delete_leaves_other_records;
+            data:
+                data_nested_objects_and_arrays_round_trip,
+                data_numbers_keep_their_kind,
+                data_unicode_and_escapes_round_trip,
+                data_64_kib_value_round_trips,
+                data_empty_and_null_round_trip,
+                data_type_mismatch_is_corrupt_record_error;
+            users:
+                fetch_for_user_returns_exactly_that_users_live_sessions,
+                fetch_for_user_records_equal_saved_ones,
+                fetch_for_user_excludes_expired,
+                fetch_for_user_unknown_user_is_empty,
+                fetch_for_user_1000_sessions,
+                delete_for_user_removes_all_of_them,
+                delete_for_user_leaves_other_users,
+                delete_for_user_unknown_user_is_ok;
+            expiry:
+                delete_expired_removes_exactly_the_expired,
+                delete_expired_returns_the_count,
+                delete_expired_never_counts_live_records,
+                delete_expired_on_empty_store_is_zero,
+                fetch_of_expired_record,
+                save_already_expired_record;
+        }
+    };
+}
+
+/// Generates the conformance tests for a store: one `#[tokio::test]` per case, named after
+/// the case, each on a fresh store.
+///
+/// ```ignore
+/// // tests/conformance.rs of a store crate
+/// narvik_conformance::store_tests!(async { MyStore::connect_fresh_namespace().await });
+/// // or, declaring what the store supports:
+/// narvik_conformance::store_tests!(
+///     async { MyStore::connect_fresh_namespace().await },
+///     capabilities = narvik_conformance::Capabilities::TTL_NATIVE
+/// );
+/// ```
+///
+/// The first argument is an expression of a future (usually an `async` block) evaluated and
+/// awaited once per case. It must yield a [`SessionStore`](narvik_core::SessionStore) (or an
+/// `Arc` of one) in a fresh, isolated namespace: its own table, schema, key prefix or
+/// collection, empty at the start, since the cases run in parallel and some count what the
+/// namespace holds. It may panic when its server is unreachable; that fails the case.
+///
+/// The generated tests run on the tokio runtime this crate re-exports, so the calling crate
+/// needs only `narvik-conformance` as a dev-dependency.
+#[macro_export]
+macro_rules! store_tests {
+    ($factory:expr $(,)?) => {
+        $crate::store_tests!($factory, capabilities = $crate::Capabilities::ALL);
+    };
+    ($factory:expr, capabilities = $capabilities:expr $(,)?) => {
+        $crate::__for_each_case!(__store_test_fns {
+            $factory,
+            $capabilities
+        });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __store_test_fns {
+    ({ $factory:expr, $capabilities:expr } $($module:ident : $($case:ident),* ;)*) => {
+        $($(
+            #[$crate::__private::tokio::test(
+                crate = "narvik_conformance::__private::tokio",
+                flavor = "multi_thread",
+                worker_threads = 2
+            )]
+            async fn $case() {
+                let store = $crate::__private::into_store($factory.await);
+                $crate::cases::$module::$case(store, $capabilities).await;
+            }
+        )*)*
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __case_names {
+    ({} $($module:ident : $($case:ident),* ;)*) => {
+        /// Every case of the suite as `(module, name)`, in catalogue order.
+        pub const CASES: &[(&str, &str)] = &[
+            $($((stringify!($module), stringify!($case)),)*)*
+        ];
+    };
+}
