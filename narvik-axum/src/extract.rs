@@ -1,0 +1,292 @@
+//! The extractors: the current session (required or optional) and the handle that signs in and
+//! out.
+
+use axum::extract::{FromRequestParts, OptionalFromRequestParts};
+use axum::response::{IntoResponse, Response};
+use http::request::Parts;
+use http::StatusCode;
+use narvik_core::{Narvik, Session};
+
+use crate::context::{CookieChange, SessionContext};
+use crate::error::{plain_response, SessionError};
+use crate::SessionData;
+
+/// Why a session extractor rejected a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum SessionRejection {
+    /// No live session: `401 Unauthorized`. A dead cookie is cleared by the layer on the way out.
+    Unauthenticated,
+    /// The route is not wrapped in a [`NarvikLayer`](crate::NarvikLayer) of the same data
+    /// type: `500`, and an error in the log naming the fix.
+    MissingLayer,
+}
+
+impl IntoResponse for SessionRejection {
+    fn into_response(self) -> Response {
+        match self {
+            Self::Unauthenticated => {
+                plain_response(StatusCode::UNAUTHORIZED, "Please sign in first.\n")
+            }
+            Self::MissingLayer => {
+                tracing::error!(
+                    "a narvik extractor ran without NarvikLayer: add `.layer(NarvikLayer::new(narvik))` \
+                     with the same session data type to the router"
+                );
+                plain_response(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "Internal server error.\n",
+                )
+            }
+        }
+    }
+}
+
+fn context<D: SessionData>(parts: &Parts) -> Result<SessionContext<D>, SessionRejection> {
+    parts
+        .extensions
+        .get::<SessionContext<D>>()
+        .cloned()
+        .ok_or(SessionRejection::MissingLayer)
+}
+
+/// The signed-in session; rejects with `401` when there is none.
+///
+/// `Option<CurrentSession<D>>` is the optional form (as is [`MaybeSession`]).
+///
+/// ```
+/// use narvik_axum::CurrentSession;
+/// async fn home(CurrentSession(session): CurrentSession) -> String {
+///     format!("hello, {}", session.user_id)
+/// }
+/// ```
+#[derive(Debug, Clone)]
+pub struct CurrentSession<D = ()>(pub Session<D>);
+
+impl<D> std::ops::Deref for CurrentSession<D> {
+    type Target = Session<D>;
+    fn deref(&self) -> &Session<D> {
+        &self.0
+    }
+}
+
+impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for CurrentSession<D> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        let session = context::<D>(parts)?.lock().session.clone();
+        session.map(Self).ok_or(SessionRejection::Unauthenticated)
+    }
+}
+
+impl<S: Send + Sync, D: SessionData> OptionalFromRequestParts<S> for CurrentSession<D> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
+        let session = context::<D>(parts)?.lock().session.clone();
+        Ok(session.map(Self))
+    }
+}
+
+/// The session if there is one; never rejects (except without the layer).
+#[derive(Debug, Clone)]
+pub struct MaybeSession<D = ()>(pub Option<Session<D>>);
+
+impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for MaybeSession<D> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self(context::<D>(parts)?.lock().session.clone()))
+    }
+}
+
+/// Signs in and out, lists and ends a user's sessions, and issues CSRF tokens. Every change of
+/// the session reaches the browser through the layer's `Set-Cookie` once the handler returns.
+///
+/// ```
+/// use axum::response::Redirect;
+/// use narvik_axum::{SessionError, SessionHandle};
+///
+/// async fn sign_in(handle: SessionHandle) -> Result<Redirect, SessionError> {
+///     // ... after checking the password of "alice":
+///     handle.sign_in("alice", ()).await?;
+///     Ok(Redirect::to("/"))
+/// }
+/// ```
+pub struct SessionHandle<D = ()> {
+    context: SessionContext<D>,
+}
+
+impl<D> Clone for SessionHandle<D> {
+    fn clone(&self) -> Self {
+        Self {
+            context: self.context.clone(),
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for SessionHandle<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SessionHandle")
+            .field(
+                "session",
+                &self
+                    .session_id()
+                    .map(|id| narvik_core::session::short_id(&id).to_owned()),
+            )
+            .finish_non_exhaustive()
+    }
+}
+
+impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for SessionHandle<D> {
+    type Rejection = SessionRejection;
+
+    async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(Self {
+            context: context::<D>(parts)?,
+        })
+    }
+}
+
+impl<D> SessionHandle<D> {
+    /// The engine, for anything the handle does not cover.
+    pub fn narvik(&self) -> &Narvik<D> {
+        &self.context.narvik
+    }
+
+    fn session_id(&self) -> Option<String> {
+        self.context
+            .lock()
+            .session
+            .as_ref()
+            .map(|session| session.id.clone())
+    }
+
+    /// The form token for the current session, to put in a hidden field of every form that
+    /// changes state; `None` when signed out.
+    pub fn csrf_token(&self) -> Option<String> {
+        self.session_id()
+            .map(|id| self.context.csrf_key.token_for(&id))
+    }
+
+    /// Whether `candidate` is the current session's form token. Always false when signed out.
+    pub fn verify_csrf_token(&self, candidate: &str) -> bool {
+        self.session_id()
+            .is_some_and(|id| self.context.csrf_key.verify(&id, candidate))
+    }
+}
+
+impl<D: SessionData> SessionHandle<D> {
+    /// The current session, as it is now (after any sign-in or sign-out by this handle).
+    pub fn session(&self) -> Option<Session<D>> {
+        self.context.lock().session.clone()
+    }
+
+    /// Signs `user_id` in: creates a session carrying `data`, ends the session the request
+    /// came with (a new token on every sign-in, so a planted token is worthless), and sends the
+    /// new cookie.
+    pub async fn sign_in(&self, user_id: &str, data: D) -> Result<Session<D>, SessionError> {
+        let narvik = &self.context.narvik;
+        let created = narvik.create_session(user_id, data).await?;
+        let previous = self.session_id();
+        if let Some(previous) = previous {
+            if let Err(error) = narvik.invalidate_session(&previous).await {
+                // Best effort: never leave the caller with two live sessions and an error.
+                let _ = narvik.invalidate_session(&created.session.id).await;
+                return Err(error.into());
+            }
+        }
+        let mut state = self.context.lock();
+        state.session = Some(created.session.clone());
+        state.token = Some(created.token.clone());
+        state.cookie = CookieChange::Set(created.token);
+        Ok(created.session)
+    }
+
+    /// Signs out: ends the current session and sends the blank cookie. Signing out without a
+    /// session succeeds.
+    pub async fn sign_out(&self) -> Result<(), SessionError> {
+        if let Some(id) = self.session_id() {
+            self.context.narvik.invalidate_session(&id).await?;
+        }
+        let mut state = self.context.lock();
+        let had_cookie = state.had_token || state.session.is_some();
+        state.session = None;
+        state.token = None;
+        if had_cookie {
+            state.cookie = CookieChange::Clear;
+        }
+        Ok(())
+    }
+
+    /// Replaces the current session with a new one (new token, same user and data) and sends
+    /// the new cookie: call it when the user's privileges change. `None` when signed out.
+    pub async fn rotate(&self) -> Result<Option<Session<D>>, SessionError> {
+        let token = self.context.lock().token.clone();
+        let Some(token) = token else {
+            return Ok(None);
+        };
+        let Some(created) = self.context.narvik.rotate_session(token.as_str()).await? else {
+            return Ok(None);
+        };
+        let mut state = self.context.lock();
+        state.session = Some(created.session.clone());
+        state.token = Some(created.token.clone());
+        state.cookie = CookieChange::Set(created.token);
+        Ok(Some(created.session))
+    }
+
+    /// Every live session of the signed-in user ("your devices"); empty when signed out.
+    pub async fn devices(&self) -> Result<Vec<Session<D>>, SessionError> {
+        let user_id = self
+            .context
+            .lock()
+            .session
+            .as_ref()
+            .map(|s| s.user_id.clone());
+        match user_id {
+            Some(user_id) => Ok(self
+                .context
+                .narvik
+                .fetch_sessions_for_user(&user_id)
+                .await?),
+            None => Ok(Vec::new()),
+        }
+    }
+
+    /// Ends one of the signed-in user's sessions by id (the current one signs out). Returns
+    /// false, changing nothing, when the id is not a session of this user.
+    pub async fn sign_out_device(&self, session_id: &str) -> Result<bool, SessionError> {
+        if self.session_id().as_deref() == Some(session_id) {
+            self.sign_out().await?;
+            return Ok(true);
+        }
+        let owned = self
+            .devices()
+            .await?
+            .iter()
+            .any(|session| session.id == session_id);
+        if owned {
+            self.context.narvik.invalidate_session(session_id).await?;
+        }
+        Ok(owned)
+    }
+
+    /// Ends every session of the signed-in user except the current one, and returns how many.
+    pub async fn sign_out_other_devices(&self) -> Result<u64, SessionError> {
+        let current = self
+            .context
+            .lock()
+            .session
+            .as_ref()
+            .map(|s| (s.user_id.clone(), s.id.clone()));
+        match current {
+            Some((user_id, id)) => Ok(self
+                .context
+                .narvik
+                .invalidate_other_sessions(&user_id, &id)
+                .await?),
+            None => Ok(0),
+        }
+    }
+}

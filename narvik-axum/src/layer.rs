@@ -1,0 +1,243 @@
+//! The tower layer: validates the session cookie once per request and writes `Set-Cookie` only
+//! when the session changed.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+
+use axum::body::Body;
+use axum::response::Response;
+use bytes::Bytes;
+use http::{header, HeaderMap, HeaderValue, Request};
+use narvik_core::Narvik;
+use tower_layer::Layer;
+use tower_service::Service;
+
+use crate::context::{CookieChange, SessionContext, State};
+use crate::csrf::CsrfKey;
+use crate::error::error_response;
+use crate::SessionData;
+
+/// Adds narvik sessions to every request of the service it wraps.
+///
+/// Per request it reads the token from the `Cookie` header only (never from the query string
+/// or any other header), validates it once through the engine (which extends a session in the
+/// last half of its lifetime), and hands the result to the extractors
+/// ([`CurrentSession`](crate::CurrentSession), [`MaybeSession`](crate::MaybeSession),
+/// [`SessionHandle`](crate::SessionHandle)). After the handler it sends `Set-Cookie` only when
+/// the session is new, extended, rotated or ended, and the blank cookie for a token that opens
+/// no session. A store failure answers `503` with a generic body, without calling the handler.
+///
+/// ```
+/// # fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) {
+/// use axum::{routing::get, Router};
+/// use narvik_axum::NarvikLayer;
+///
+/// let narvik: narvik_core::Narvik = narvik_core::Narvik::new(store);
+/// let app: Router = Router::new()
+///     .route("/", get(|| async { "hello" }))
+///     .layer(NarvikLayer::new(narvik));
+/// # }
+/// ```
+pub struct NarvikLayer<D = ()> {
+    narvik: Narvik<D>,
+    csrf_key: Arc<CsrfKey>,
+}
+
+impl<D> Clone for NarvikLayer<D> {
+    fn clone(&self) -> Self {
+        Self {
+            narvik: self.narvik.clone(),
+            csrf_key: Arc::clone(&self.csrf_key),
+        }
+    }
+}
+
+impl<D> std::fmt::Debug for NarvikLayer<D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NarvikLayer")
+            .field("narvik", &self.narvik)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<D> NarvikLayer<D> {
+    /// A layer over this engine, with a fresh random CSRF key.
+    ///
+    /// # Panics
+    /// When the operating system cannot supply 32 random bytes for the CSRF key (at start-up,
+    /// never per request); [`NarvikLayer::with_csrf_key`] avoids that.
+    pub fn new(narvik: Narvik<D>) -> Self {
+        let key = CsrfKey::generate()
+            .unwrap_or_else(|error| panic!("cannot create the CSRF key: {error}"));
+        Self::with_csrf_key(narvik, key)
+    }
+
+    /// A layer over this engine with a CSRF key the application keeps (several instances of a
+    /// service must share one).
+    pub fn with_csrf_key(narvik: Narvik<D>, key: CsrfKey) -> Self {
+        Self {
+            narvik,
+            csrf_key: Arc::new(key),
+        }
+    }
+
+    /// Replaces the CSRF key.
+    #[must_use]
+    pub fn csrf_key(mut self, key: CsrfKey) -> Self {
+        self.csrf_key = Arc::new(key);
+        self
+    }
+
+    /// The engine the layer validates with.
+    pub fn narvik(&self) -> &Narvik<D> {
+        &self.narvik
+    }
+}
+
+impl<S, D> Layer<S> for NarvikLayer<D> {
+    type Service = NarvikService<S, D>;
+
+    fn layer(&self, inner: S) -> Self::Service {
+        NarvikService {
+            inner,
+            layer: self.clone(),
+        }
+    }
+}
+
+/// The service of [`NarvikLayer`].
+pub struct NarvikService<S, D = ()> {
+    inner: S,
+    layer: NarvikLayer<D>,
+}
+
+impl<S: Clone, D> Clone for NarvikService<S, D> {
+    fn clone(&self) -> Self {
+        Self {
+            inner: self.inner.clone(),
+            layer: self.layer.clone(),
+        }
+    }
+}
+
+impl<S: std::fmt::Debug, D> std::fmt::Debug for NarvikService<S, D> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NarvikService")
+            .field("inner", &self.inner)
+            .field("layer", &self.layer)
+            .finish()
+    }
+}
+
+impl<S, D, ReqBody, ResBody> Service<Request<ReqBody>> for NarvikService<S, D>
+where
+    S: Service<Request<ReqBody>, Response = http::Response<ResBody>> + Clone + Send + 'static,
+    S::Future: Send + 'static,
+    S::Error: Send + 'static,
+    ReqBody: Send + 'static,
+    ResBody: http_body::Body<Data = Bytes> + Send + 'static,
+    ResBody::Error: Into<axum::BoxError>,
+    D: SessionData,
+{
+    type Response = Response;
+    type Error = S::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Response, S::Error>> + Send>>;
+
+    fn poll_ready(&mut self, cx: &mut Context<'_>) -> Poll<Result<(), Self::Error>> {
+        self.inner.poll_ready(cx)
+    }
+
+    fn call(&mut self, mut request: Request<ReqBody>) -> Self::Future {
+        // The clone is the fresh service for the next call; the one polled ready serves this one.
+        let fresh = self.inner.clone();
+        let mut inner = std::mem::replace(&mut self.inner, fresh);
+        let layer = self.layer.clone();
+        Box::pin(async move {
+            if request.extensions().get::<SessionContext<D>>().is_some() {
+                // An outer NarvikLayer already validated this request: never twice.
+                return Ok(inner.call(request).await?.map(Body::new));
+            }
+            let state = match validate(&layer.narvik, request.headers()).await {
+                Ok(state) => state,
+                Err(error) => return Ok(error_response(&error)),
+            };
+            let context = SessionContext::new(layer.narvik, layer.csrf_key, state);
+            request.extensions_mut().insert(context.clone());
+            let mut response = inner.call(request).await?.map(Body::new);
+            write_cookie(&context, response.headers_mut());
+            Ok(response)
+        })
+    }
+}
+
+/// The session behind the request's cookie, validated (and extended) once.
+async fn validate<D: SessionData>(
+    narvik: &Narvik<D>,
+    headers: &HeaderMap,
+) -> narvik_core::Result<State<D>> {
+    let cookie_header = joined_cookie_header(headers);
+    let mut state = State {
+        session: None,
+        token: None,
+        had_token: false,
+        cookie: CookieChange::Keep,
+    };
+    let Some(token) = narvik.read_session_token(&cookie_header) else {
+        if cookie_present(&cookie_header, narvik.cookie_name()) {
+            // Malformed or duplicated: it can never open a session, so stop the browser sending it.
+            state.cookie = CookieChange::Clear;
+        }
+        return Ok(state);
+    };
+    state.had_token = true;
+    match narvik.validate_token(&token).await? {
+        Some(session) => {
+            if session.extended {
+                state.cookie = CookieChange::Set(token.clone());
+            }
+            state.session = Some(session);
+            state.token = Some(token);
+        }
+        None => state.cookie = CookieChange::Clear,
+    }
+    Ok(state)
+}
+
+/// HTTP/2 may split cookies over several `Cookie` headers; they read as one list.
+fn joined_cookie_header(headers: &HeaderMap) -> String {
+    let parts: Vec<&str> = headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|value| value.to_str().ok())
+        .collect();
+    parts.join("; ")
+}
+
+fn cookie_present(cookie_header: &str, cookie_name: &str) -> bool {
+    cookie_header
+        .split(';')
+        .filter_map(|pair| pair.split_once('='))
+        .any(|(name, _)| name.trim() == cookie_name)
+}
+
+/// Appends the `Set-Cookie` the handler's outcome calls for, if any.
+fn write_cookie<D>(context: &SessionContext<D>, headers: &mut HeaderMap) {
+    let cookie = match context.cookie_change() {
+        CookieChange::Keep => return,
+        CookieChange::Set(token) => context.narvik.create_cookie(&token).serialize(),
+        CookieChange::Clear => context.narvik.create_blank_cookie().serialize(),
+    };
+    // The engine validated every attribute and the token is base32, so this cannot fail; if it
+    // somehow did, sending no cookie is the safe outcome.
+    let Ok(value) = HeaderValue::from_str(&cookie) else {
+        tracing::error!("session cookie is not a valid header value; not sent");
+        return;
+    };
+    headers.append(header::SET_COOKIE, value);
+    // A response that carries a session token must never be kept by a shared cache.
+    if !headers.contains_key(header::CACHE_CONTROL) {
+        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    }
+}

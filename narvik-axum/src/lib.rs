@@ -1,0 +1,29 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod context;
+pub mod csrf;
+mod error;
+mod extract;
+mod layer;
+
+pub use csrf::{CsrfKey, OriginCheck, OriginCheckLayer};
+pub use error::SessionError;
+pub use extract::{CurrentSession, MaybeSession, SessionHandle, SessionRejection};
+pub use layer::{NarvikLayer, NarvikService};
+pub use narvik_core;
+
+/// What a session's additional data must be to travel through the layer: a serde type that
+/// can be cloned into each extractor and shared across threads. `()` when there is none.
+///
+/// Implemented for every type that qualifies.
+pub trait SessionData:
+    serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+}
+
+impl<T> SessionData for T where
+    T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
+{
+}
