@@ -43,6 +43,32 @@ macro_rules! __for_each_case {
                 delete_expired_on_empty_store_is_zero,
                 fetch_of_expired_record,
                 save_already_expired_record;
+            concurrency:
+                concurrent_saves_of_distinct_ids_all_land,
+                concurrent_saves_of_same_id_exactly_one_wins,
+                delete_racing_update_never_resurrects,
+                concurrent_updates_keep_a_valid_expiry,
+                mixed_stress_10000_ops_exact_state;
+            hostile_input:
+                user_ids_are_data_not_syntax,
+                session_ids_are_data_not_syntax,
+                data_keys_are_data_not_syntax;
+            engine:
+                create_returns_32_char_base32_token_and_sha256_hex_id,
+                create_then_validate_returns_same_session_not_extended,
+                validate_in_first_half_does_not_write,
+                validate_in_last_half_extends_to_now_plus_lifetime_and_sets_extended,
+                validate_after_expiry_is_none_and_deletes,
+                validate_unknown_token_is_none,
+                validate_malformed_token_is_none_without_store_call,
+                invalidate_then_validate_is_none,
+                rotate_gives_new_token_and_kills_old,
+                invalidate_other_sessions_keeps_only_current,
+                absolute_cap_stops_extension_and_expires,
+                per_user_cap_evicts_oldest,
+                duplicate_id_on_create_retries_with_fresh_token,
+                typed_data_round_trips_through_engine,
+                tokens_never_in_debug_output;
         }
     };
 }

@@ -6,10 +6,10 @@ mod support;
 use std::future::Future;
 use std::sync::Arc;
 
-use narvik_conformance::cases::{crud, data, expiry, users};
+use narvik_conformance::cases::{concurrency, crud, data, engine, expiry, hostile_input, users};
 use narvik_conformance::{Capabilities, CASES};
 use narvik_core::SessionStore;
-use support::{Bug, ReferenceStore, RequiredOnlyStore};
+use support::{Bug, ReferenceStore, RequiredOnlyStore, TtlStore};
 
 /// Runs a case on its own task and reports whether it passed (a panic is a failure).
 async fn passes<F, Fut>(case: F, store: Arc<dyn SessionStore>, capabilities: Capabilities) -> bool
@@ -194,6 +194,88 @@ async fn a_store_declaring_required_only_but_not_answering_unsupported_is_caught
     );
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn lost_or_doubled_writes_under_concurrency_are_caught() {
+    catches!(
+        Bug::DropsSomeSaves,
+        concurrency::concurrent_saves_of_distinct_ids_all_land,
+        concurrency::mixed_stress_10000_ops_exact_state,
+    );
+    catches!(
+        Bug::SaveUpserts,
+        concurrency::concurrent_saves_of_same_id_exactly_one_wins,
+        concurrency::mixed_stress_10000_ops_exact_state,
+        engine::duplicate_id_on_create_retries_with_fresh_token,
+    );
+    catches!(
+        Bug::UpdateRecreates,
+        concurrency::delete_racing_update_never_resurrects
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hostile_input_mistakes_are_caught() {
+    catches!(
+        Bug::DeleteWildcard,
+        hostile_input::session_ids_are_data_not_syntax
+    );
+    catches!(
+        Bug::UserIdsMatchedWithLike,
+        hostile_input::user_ids_are_data_not_syntax
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn engine_cases_catch_stores_that_ignore_writes() {
+    catches!(
+        Bug::UpdateIgnored,
+        crud::update_expiry_changes_only_expiry,
+        engine::validate_in_last_half_extends_to_now_plus_lifetime_and_sets_extended,
+        engine::absolute_cap_stops_extension_and_expires,
+        concurrency::concurrent_updates_keep_a_valid_expiry,
+    );
+    catches!(
+        Bug::DeleteIgnored,
+        crud::delete_removes_record,
+        engine::validate_after_expiry_is_none_and_deletes,
+        engine::invalidate_then_validate_is_none,
+        engine::rotate_gives_new_token_and_kills_old,
+        engine::invalidate_other_sessions_keeps_only_current,
+        engine::per_user_cap_evicts_oldest,
+        expiry::fetch_of_expired_record,
+    );
+    catches!(
+        Bug::OptionalUnsupported,
+        engine::per_user_cap_evicts_oldest,
+        engine::invalidate_other_sessions_keeps_only_current,
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_wrong_expired_fetch_declaration_is_caught() {
+    let case = expiry::fetch_of_expired_record;
+    // Keeps and returns expired records, but declares the TTL behaviour.
+    assert!(
+        !passes(
+            case,
+            Arc::new(ReferenceStore::new()),
+            Capabilities::TTL_NATIVE
+        )
+        .await
+    );
+    // Hides expired records, but declares that it returns them.
+    assert!(!passes(case, Arc::new(TtlStore::default()), Capabilities::ALL).await);
+    assert!(
+        passes(
+            case,
+            Arc::new(TtlStore::default()),
+            Capabilities::TTL_NATIVE
+        )
+        .await
+    );
+    assert!(passes(case, Arc::new(ReferenceStore::new()), Capabilities::ALL).await);
+}
+
 #[test]
 fn the_catalogue_is_complete() {
     // Every case name of CONFORMANCE.md, as the catalogue spells it.
@@ -225,6 +307,27 @@ fn the_catalogue_is_complete() {
         "delete_expired_on_empty_store_is_zero",
         "fetch_of_expired_record",
         "save_already_expired_record",
+        "concurrent_saves_of_distinct_ids_all_land",
+        "concurrent_saves_of_same_id_exactly_one_wins",
+        "delete_racing_update_never_resurrects",
+        "concurrent_updates_keep_a_valid_expiry",
+        "mixed_stress_10000_ops_exact_state",
+        "user_ids_are_data_not_syntax",
+        "create_returns_32_char_base32_token_and_sha256_hex_id",
+        "create_then_validate_returns_same_session_not_extended",
+        "validate_in_first_half_does_not_write",
+        "validate_in_last_half_extends_to_now_plus_lifetime_and_sets_extended",
+        "validate_after_expiry_is_none_and_deletes",
+        "validate_unknown_token_is_none",
+        "validate_malformed_token_is_none_without_store_call",
+        "invalidate_then_validate_is_none",
+        "rotate_gives_new_token_and_kills_old",
+        "invalidate_other_sessions_keeps_only_current",
+        "absolute_cap_stops_extension_and_expires",
+        "per_user_cap_evicts_oldest",
+        "duplicate_id_on_create_retries_with_fresh_token",
+        "typed_data_round_trips_through_engine",
+        "tokens_never_in_debug_output",
     ];
     let names: Vec<&str> = CASES.iter().map(|(_, name)| *name).collect();
     for case in CATALOGUE {

@@ -12,7 +12,10 @@
 //!
 //! A case panics (fails the test) with a message naming the broken promise.
 
+pub mod concurrency;
 pub mod crud;
 pub mod data;
+pub mod engine;
 pub mod expiry;
+pub mod hostile_input;
 pub mod users;

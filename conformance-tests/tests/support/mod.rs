@@ -32,6 +32,9 @@ pub enum Bug {
     ListingIncludesExpired,
     /// `fetch_sessions_for_user` returns every session in the store.
     ListingLeaksEveryone,
+    /// The per-user calls match user ids with SQL `LIKE` semantics (`%`, `_` are wildcards),
+    /// as a query built with `LIKE` instead of `=` would.
+    UserIdsMatchedWithLike,
     /// `delete_sessions_for_user` deletes by prefix.
     DeleteForUserMatchesPrefix,
     /// `delete_all_expired_sessions` deletes sessions expiring within the next hour too.
@@ -44,7 +47,11 @@ pub enum Bug {
     OptionalUnsupported,
     /// `delete_session` treats `*` as "everything" (a key-pattern bug).
     DeleteWildcard,
-    /// A lost update: each save is acknowledged, then dropped every 97th time.
+    /// `update_session_expiry` does nothing.
+    UpdateIgnored,
+    /// `delete_session` does nothing.
+    DeleteIgnored,
+    /// A lost write: each save is acknowledged, then dropped every 97th time.
     DropsSomeSaves,
 }
 
@@ -103,6 +110,21 @@ impl ReferenceStore {
     }
 }
 
+/// SQL `LIKE`: `%` matches any run of characters, `_` any one character.
+fn like(text: &str, pattern: &str) -> bool {
+    let text: Vec<char> = text.chars().collect();
+    let pattern: Vec<char> = pattern.chars().collect();
+    fn matches(text: &[char], pattern: &[char]) -> bool {
+        match pattern.split_first() {
+            None => text.is_empty(),
+            Some(('%', rest)) => (0..=text.len()).any(|skip| matches(&text[skip..], rest)),
+            Some(('_', rest)) => !text.is_empty() && matches(&text[1..], rest),
+            Some((c, rest)) => text.first() == Some(c) && matches(&text[1..], rest),
+        }
+    }
+    matches(&text, &pattern)
+}
+
 fn integral_floats_to_ints(value: serde_json::Value) -> serde_json::Value {
     use serde_json::Value;
     match value {
@@ -159,6 +181,7 @@ impl SessionStore for ReferenceStore {
     ) -> Result<()> {
         let mut records = self.records();
         match records.get_mut(session_id) {
+            Some(_) if self.has(Bug::UpdateIgnored) => {}
             Some(record) => {
                 record.expires_at = expires_at;
                 if self.has(Bug::UpdateTouchesCreatedAt) {
@@ -188,7 +211,9 @@ impl SessionStore for ReferenceStore {
         if self.has(Bug::DeleteWildcard) && session_id == "*" {
             records.clear();
         }
-        records.remove(session_id);
+        if !self.has(Bug::DeleteIgnored) {
+            records.remove(session_id);
+        }
         Ok(())
     }
 
@@ -200,7 +225,9 @@ impl SessionStore for ReferenceStore {
             .values()
             .filter(|record| {
                 self.has(Bug::ListingLeaksEveryone)
-                    || if self.has(Bug::ListingMatchesPrefix) {
+                    || if self.has(Bug::UserIdsMatchedWithLike) {
+                        like(&record.user_id, user_id)
+                    } else if self.has(Bug::ListingMatchesPrefix) {
                         record.user_id.starts_with(user_id)
                     } else {
                         record.user_id == user_id
@@ -214,8 +241,11 @@ impl SessionStore for ReferenceStore {
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         self.unsupported(OptionalOperation::DeleteSessionsForUser)?;
         let prefix = self.has(Bug::DeleteForUserMatchesPrefix);
+        let with_like = self.has(Bug::UserIdsMatchedWithLike);
         self.records().retain(|_, record| {
-            if prefix {
+            if with_like {
+                !like(&record.user_id, user_id)
+            } else if prefix {
                 !record.user_id.starts_with(user_id)
             } else {
                 record.user_id != user_id
