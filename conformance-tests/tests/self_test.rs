@@ -338,3 +338,14 @@ fn the_catalogue_is_complete() {
     unique.dedup();
     assert_eq!(unique.len(), names.len(), "a case name is listed twice");
 }
+
+#[test]
+fn the_readme_lists_every_case() {
+    let readme = include_str!("../README.md");
+    for (module, name) in CASES {
+        assert!(
+            readme.contains(&format!("`{name}`")),
+            "README.md does not list {module}::{name}"
+        );
+    }
+}
