@@ -1,0 +1,309 @@
+//! The shape of a session document and the lossless JSON <-> BSON mapping of its data.
+//!
+//! ```text
+//! { _id: <session id>, userId: <string>, expiresAt: <date>, createdAt: <date>, data: <any> }
+//! ```
+//!
+//! The driver's own `serde_json::Value -> Bson` conversion is lossy for narvik's purpose: it
+//! turns integers above `i64::MAX` into doubles, and small integers into `Int32`. This module
+//! maps each JSON kind onto exactly one BSON type and back:
+//!
+//! | JSON | BSON |
+//! | --- | --- |
+//! | integer in `i64` range | `Int64` (`Int32` is also read back as an integer) |
+//! | integer above `i64::MAX` | `Decimal128` with exponent 0 |
+//! | float (`1.0`, `-0.5`, `1e300`) | `Double` |
+//! | string, bool, null, array, object | string, boolean, null, array, embedded document |
+//!
+//! Reading a BSON type outside this table (a date or an ObjectId put there by another
+//! program) is a [`Error::CorruptRecord`], never a guess.
+
+use mongodb::bson::{doc, Bson, DateTime, Decimal128, Document};
+use narvik_core::{Error, Result, SessionRecord};
+use serde_json::{Map, Number, Value};
+use time::OffsetDateTime;
+
+/// Field names of the session document.
+pub(crate) mod field {
+    pub(crate) const ID: &str = "_id";
+    pub(crate) const USER_ID: &str = "userId";
+    pub(crate) const EXPIRES_AT: &str = "expiresAt";
+    pub(crate) const CREATED_AT: &str = "createdAt";
+    pub(crate) const DATA: &str = "data";
+}
+
+/// The document stored for `record`.
+pub(crate) fn to_document(record: &SessionRecord) -> Result<Document> {
+    Ok(doc! {
+        field::ID: &record.id,
+        field::USER_ID: &record.user_id,
+        field::EXPIRES_AT: to_bson_date(record.expires_at),
+        field::CREATED_AT: to_bson_date(record.created_at),
+        field::DATA: json_to_bson(&record.data)?,
+    })
+}
+
+/// The record a stored document holds, or [`Error::CorruptRecord`] naming what did not decode.
+pub(crate) fn from_document(mut document: Document) -> Result<SessionRecord> {
+    let id = match document.remove(field::ID) {
+        Some(Bson::String(id)) => id,
+        other => return Err(corrupt_field("?", field::ID, "a string", other.as_ref())),
+    };
+    let short = narvik_core::session::short_id(&id);
+    let user_id = match document.remove(field::USER_ID) {
+        Some(Bson::String(user_id)) => user_id,
+        other => {
+            return Err(corrupt_field(
+                short,
+                field::USER_ID,
+                "a string",
+                other.as_ref(),
+            ))
+        }
+    };
+    let expires_at = date_field(&mut document, short, field::EXPIRES_AT)?;
+    let created_at = date_field(&mut document, short, field::CREATED_AT)?;
+    let data = match document.remove(field::DATA) {
+        Some(data) => bson_to_json(data, field::DATA).map_err(|reason| Error::CorruptRecord {
+            reason: format!("session {short}: {reason}"),
+            source: None,
+        })?,
+        None => return Err(corrupt_field(short, field::DATA, "present", None)),
+    };
+    Ok(SessionRecord {
+        id,
+        user_id,
+        expires_at,
+        created_at,
+        data,
+    })
+}
+
+/// A BSON date for `at`, truncated to the millisecond (BSON's precision).
+pub(crate) fn to_bson_date(at: OffsetDateTime) -> DateTime {
+    let millis = at.unix_timestamp_nanos().div_euclid(1_000_000);
+    // `OffsetDateTime` spans ±9999 years, far inside the i64 milliseconds of a BSON date.
+    DateTime::from_millis(i64::try_from(millis).unwrap_or(if millis < 0 {
+        i64::MIN
+    } else {
+        i64::MAX
+    }))
+}
+
+fn date_field(document: &mut Document, short: &str, name: &str) -> Result<OffsetDateTime> {
+    match document.remove(name) {
+        Some(Bson::DateTime(date)) => {
+            let nanos = i128::from(date.timestamp_millis()) * 1_000_000;
+            OffsetDateTime::from_unix_timestamp_nanos(nanos).map_err(|source| {
+                Error::corrupt(format!("session {short}: `{name}` is out of range"), source)
+            })
+        }
+        other => Err(corrupt_field(short, name, "a date", other.as_ref())),
+    }
+}
+
+fn corrupt_field(short: &str, name: &str, expected: &str, found: Option<&Bson>) -> Error {
+    let found = match found {
+        Some(value) => format!("{:?}", value.element_type()),
+        None => "missing".to_owned(),
+    };
+    Error::CorruptRecord {
+        reason: format!("session {short}: `{name}` should be {expected}, found {found}"),
+        source: None,
+    }
+}
+
+/// The BSON form of JSON `value` (see the module table).
+///
+/// Fails with [`Error::InvalidData`] only for what BSON cannot hold: an object key containing
+/// a NUL character.
+pub(crate) fn json_to_bson(value: &Value) -> Result<Bson> {
+    Ok(match value {
+        Value::Null => Bson::Null,
+        Value::Bool(flag) => Bson::Boolean(*flag),
+        Value::String(text) => Bson::String(text.clone()),
+        Value::Number(number) => number_to_bson(number)?,
+        Value::Array(items) => Bson::Array(items.iter().map(json_to_bson).collect::<Result<_>>()?),
+        Value::Object(map) => {
+            let mut document = Document::new();
+            for (key, item) in map {
+                if key.contains('\0') {
+                    return Err(Error::InvalidData(
+                        "an object key contains a NUL character, which BSON cannot store"
+                            .to_owned(),
+                    ));
+                }
+                document.insert(key.clone(), json_to_bson(item)?);
+            }
+            Bson::Document(document)
+        }
+    })
+}
+
+fn number_to_bson(number: &Number) -> Result<Bson> {
+    if let Some(integer) = number.as_i64() {
+        return Ok(Bson::Int64(integer));
+    }
+    if let Some(unsigned) = number.as_u64() {
+        return unsigned
+            .to_string()
+            .parse::<Decimal128>()
+            .map(Bson::Decimal128)
+            .map_err(|error| Error::InvalidData(format!("integer {unsigned}: {error}")));
+    }
+    match number.as_f64() {
+        Some(float) if float.is_finite() => Ok(Bson::Double(float)),
+        _ => Err(Error::InvalidData(format!(
+            "number {number} fits neither i64, u64 nor f64"
+        ))),
+    }
+}
+
+/// The JSON form of BSON `value`; the error names the path of the first value outside the
+/// module table.
+pub(crate) fn bson_to_json(value: Bson, path: &str) -> std::result::Result<Value, String> {
+    Ok(match value {
+        Bson::Null => Value::Null,
+        Bson::Boolean(flag) => Value::Bool(flag),
+        Bson::String(text) => Value::String(text),
+        Bson::Int32(integer) => Value::from(integer),
+        Bson::Int64(integer) => Value::from(integer),
+        Bson::Double(float) => Number::from_f64(float)
+            .map(Value::Number)
+            .ok_or_else(|| format!("`{path}` holds the non-finite double {float}"))?,
+        Bson::Decimal128(decimal) => decimal_to_json(decimal)
+            .ok_or_else(|| format!("`{path}` holds the decimal {decimal}, not a u64 integer"))?,
+        Bson::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .enumerate()
+                .map(|(index, item)| bson_to_json(item, &format!("{path}.{index}")))
+                .collect::<std::result::Result<_, _>>()?,
+        ),
+        Bson::Document(document) => {
+            let mut map = Map::new();
+            for (key, item) in document {
+                let item = bson_to_json(item, &format!("{path}.{key}"))?;
+                map.insert(key, item);
+            }
+            Value::Object(map)
+        }
+        other => {
+            return Err(format!(
+                "`{path}` holds BSON type {:?}, which narvik never writes",
+                other.element_type()
+            ))
+        }
+    })
+}
+
+/// Only integers beyond `i64` are written as decimals, so only those are read back.
+fn decimal_to_json(decimal: Decimal128) -> Option<Value> {
+    let text = decimal.to_string();
+    if let Ok(integer) = text.parse::<i64>() {
+        return Some(Value::from(integer));
+    }
+    text.parse::<u64>().ok().map(Value::from)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn round_trip(value: &Value) -> Value {
+        let bson = json_to_bson(value).expect("encodes");
+        // Through bytes as well, so that what the server would store is what is read back.
+        let bytes = mongodb::bson::to_vec(&doc! { "data": bson }).expect("serialises");
+        let mut document = Document::from_reader(bytes.as_slice()).expect("parses");
+        let data = document.remove("data").expect("data");
+        bson_to_json(data, "data").expect("decodes")
+    }
+
+    #[test]
+    fn numbers_keep_their_kind_at_the_extremes() {
+        let value = json!({
+            "i64_min": i64::MIN, "i64_max": i64::MAX, "u64_max": u64::MAX,
+            "above_i64": (i64::MAX as u64) + 1, "zero": 0, "minus_one": -1,
+            "one_float": 1.0, "minus_zero": -0.0, "tiny": 5e-324, "huge": 1.7976931348623157e308,
+            "i32_edge": 2_147_483_648_i64,
+        });
+        let back = round_trip(&value);
+        assert_eq!(back, value);
+        assert!(back["one_float"].is_f64());
+        assert!(back["zero"].is_i64());
+        assert_eq!(back["u64_max"].as_u64(), Some(u64::MAX));
+        assert_eq!(back.to_string(), value.to_string());
+    }
+
+    #[test]
+    fn every_top_level_shape_round_trips() {
+        for value in [
+            json!(null),
+            json!(true),
+            json!("text"),
+            json!(42),
+            json!(4.5),
+            json!([]),
+            json!([1, "two", [3.0], {"four": null}]),
+            json!({}),
+            json!({"$op": 1, "a.b": {"": [null]}, "emoji 🦀": "\u{202e}rtl\n\"\\"}),
+        ] {
+            assert_eq!(round_trip(&value), value);
+        }
+    }
+
+    #[test]
+    fn types_narvik_never_writes_are_errors_with_their_path() {
+        let error = bson_to_json(
+            Bson::Document(doc! { "a": [1_i32, Bson::DateTime(DateTime::from_millis(0))] }),
+            "data",
+        )
+        .expect_err("a date is not JSON");
+        assert!(error.contains("data.a.1"), "{error}");
+        let decimal: Decimal128 = "1.5".parse().expect("decimal");
+        assert!(bson_to_json(Bson::Decimal128(decimal), "data").is_err());
+        assert!(bson_to_json(Bson::Double(f64::NAN), "data").is_err());
+    }
+
+    #[test]
+    fn nul_in_a_key_is_invalid_data() {
+        assert!(matches!(
+            json_to_bson(&json!({"a\u{0}b": 1})),
+            Err(Error::InvalidData(_))
+        ));
+    }
+
+    #[test]
+    fn a_malformed_document_is_a_corrupt_record() {
+        let good = SessionRecord {
+            id: "abcdef0123".into(),
+            user_id: "u".into(),
+            expires_at: time::macros::datetime!(2030-01-01 0:00:00.123 UTC),
+            created_at: time::macros::datetime!(1969-12-31 23:59:59.999 UTC),
+            data: json!({"k": [1, 2.5]}),
+        };
+        let document = to_document(&good).expect("encodes");
+        assert_eq!(from_document(document.clone()).expect("decodes"), good);
+        for (name, value) in [
+            ("_id", Bson::Int32(1)),
+            ("userId", Bson::Null),
+            ("expiresAt", Bson::String("tomorrow".into())),
+            ("createdAt", Bson::DateTime(DateTime::MAX)),
+            ("data", Bson::ObjectId(mongodb::bson::oid::ObjectId::new())),
+        ] {
+            let mut broken = document.clone();
+            broken.insert(name, value);
+            assert!(
+                matches!(from_document(broken), Err(Error::CorruptRecord { .. })),
+                "{name}"
+            );
+        }
+        let mut missing = document;
+        missing.remove("data");
+        assert!(matches!(
+            from_document(missing),
+            Err(Error::CorruptRecord { .. })
+        ));
+    }
+}

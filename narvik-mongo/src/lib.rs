@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod document;
+mod error;
+mod indexes;
+mod store;
+
+pub use config::{MongoStoreConfig, DEFAULT_COLLECTION, DEFAULT_DATABASE};
+pub use indexes::{EXPIRES_AT_INDEX, USER_ID_INDEX};
+/// The driver, re-exported so that applications can build a `Client` without depending on a
+/// matching `mongodb` version themselves.
+pub use mongodb;
+pub use store::MongoStore;

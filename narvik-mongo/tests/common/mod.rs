@@ -1,0 +1,213 @@
+//! The test server and fresh, isolated stores on it.
+//!
+//! The server is found in this order:
+//! 1. `NARVIK_TEST_MONGO_URL` (scripts/test.sh sets it, starting SecantusDB if needed);
+//! 2. with the `containers` feature and a reachable Docker engine, a reusable testcontainers
+//!    `mongo` named `narvik-test-mongo` (kept running between runs; `docker rm -f
+//!    narvik-test-mongo` removes it);
+//! 3. the local default, `mongodb://127.0.0.1:27017`.
+//!
+//! If none answers, every test that needs the server panics with how to provide one: a missing
+//! server is never a skip.
+//!
+//! Every store gets its own collection `s_<unix seconds>_<random>` in the database
+//! `narvik_test`. The test harness has no teardown, so at start-up each process drops the test
+//! collections older than an hour: finished or crashed runs never fill the server, and a run
+//! going on in parallel is not disturbed.
+
+#![allow(dead_code)] // each test binary uses a different part of the harness
+
+use std::sync::{mpsc, OnceLock};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use narvik_mongo::mongodb::bson::{doc, Document};
+use narvik_mongo::mongodb::options::ClientOptions;
+use narvik_mongo::mongodb::{Client, Collection};
+use narvik_mongo::{MongoStore, MongoStoreConfig};
+use rand::Rng;
+
+/// The database every test collection lives in.
+pub const TEST_DATABASE: &str = "narvik_test";
+
+/// Where a MongoDB usually listens.
+pub const LOCAL_DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
+
+/// Test collections older than this belong to runs that are over.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+const HOW_TO_PROVIDE: &str = "set NARVIK_TEST_MONGO_URL=mongodb://HOST:PORT, run scripts/test.sh \
+     (it installs and starts SecantusDB, a MongoDB wire-protocol server, under .build/), or enable \
+     the `containers` feature with a reachable Docker engine";
+
+/// The URL of the test server (resolved once per test process).
+pub fn server_url() -> String {
+    static URL: OnceLock<Result<String, String>> = OnceLock::new();
+    match URL.get_or_init(resolve_on_own_thread) {
+        Ok(url) => url.clone(),
+        Err(message) => {
+            panic!("no MongoDB for the tests: {message}. To provide one, {HOW_TO_PROVIDE}.")
+        }
+    }
+}
+
+/// A client for the test server, on the calling test's runtime (a client's background tasks
+/// die with the runtime that started them, so clients are never shared between tests).
+pub async fn client() -> Client {
+    let url = server_url();
+    let mut options = ClientOptions::parse(&url)
+        .await
+        .unwrap_or_else(|error| panic!("bad NARVIK_TEST_MONGO_URL {url:?}: {error}"));
+    // Fail in seconds, not the default 30 s, when the server goes away.
+    options
+        .server_selection_timeout
+        .get_or_insert(Duration::from_secs(10));
+    Client::with_options(options).expect("a client for the test server")
+}
+
+/// A store on a new, empty collection of its own, with its indexes.
+pub async fn fresh_store() -> MongoStore {
+    let store = MongoStore::from_client(
+        &client().await,
+        &MongoStoreConfig::default()
+            .database(TEST_DATABASE)
+            .collection(fresh_collection_name()),
+    )
+    .expect("valid test names");
+    store
+        .ensure_indexes()
+        .await
+        .unwrap_or_else(|error| panic!("the test server at {} failed: {error}", server_url()));
+    store
+}
+
+/// The raw collection under `store`, for tests that look past the store's API.
+pub fn raw(store: &MongoStore) -> Collection<Document> {
+    store.collection().clone()
+}
+
+/// `s_<unix seconds>_<12 random hex digits>`.
+pub fn fresh_collection_name() -> String {
+    format!("s_{}_{}", unix_seconds(), random_hex(12))
+}
+
+/// Lowercase hex of `chars` random nibbles.
+pub fn random_hex(chars: usize) -> String {
+    let mut rng = rand::rng();
+    (0..chars)
+        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
+        .collect()
+}
+
+fn unix_seconds() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|elapsed| elapsed.as_secs())
+        .unwrap_or(0)
+}
+
+/// Resolves the server on a thread with its own runtime: the first test's runtime may end
+/// before the others start, and the resolution must not die with it.
+fn resolve_on_own_thread() -> Result<String, String> {
+    let (sender, receiver) = mpsc::channel();
+    std::thread::Builder::new()
+        .name("narvik-mongo-test-harness".into())
+        .spawn(move || {
+            let result = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .map_err(|error| format!("no tokio runtime: {error}"))
+                .and_then(|runtime| {
+                    runtime.block_on(async {
+                        let url = resolve_url().await?;
+                        drop_stale_collections(&url).await;
+                        Ok(url)
+                    })
+                });
+            let _ = sender.send(result);
+        })
+        .map_err(|error| format!("cannot spawn the harness thread: {error}"))?;
+    receiver
+        .recv()
+        .map_err(|_| "the harness thread died".to_owned())?
+}
+
+async fn resolve_url() -> Result<String, String> {
+    if let Ok(url) = std::env::var("NARVIK_TEST_MONGO_URL") {
+        if !url.is_empty() {
+            return Ok(url);
+        }
+    }
+    #[cfg(feature = "containers")]
+    match container_url().await {
+        Ok(url) => return Ok(url),
+        Err(error) => {
+            eprintln!("narvik-mongo tests: no Docker MongoDB ({error}); trying {LOCAL_DEFAULT_URL}")
+        }
+    }
+    ping(LOCAL_DEFAULT_URL)
+        .await
+        .map(|()| LOCAL_DEFAULT_URL.to_owned())
+        .map_err(|error| {
+            format!(
+                "NARVIK_TEST_MONGO_URL is unset and {LOCAL_DEFAULT_URL} did not answer: {error}"
+            )
+        })
+}
+
+async fn ping(url: &str) -> Result<(), String> {
+    let mut options = ClientOptions::parse(url).await.map_err(|e| e.to_string())?;
+    options.server_selection_timeout = Some(Duration::from_secs(3));
+    let client = Client::with_options(options).map_err(|e| e.to_string())?;
+    client
+        .database("admin")
+        .run_command(doc! { "ping": 1 })
+        .await
+        .map(drop)
+        .map_err(|e| e.to_string())
+}
+
+/// Starts (or reuses) a `mongo` container. Reusable: the Rust test harness has no global
+/// teardown, so a container per process would be left behind by every run; one named,
+/// reused container is left behind once.
+#[cfg(feature = "containers")]
+async fn container_url() -> Result<String, String> {
+    use testcontainers::{runners::AsyncRunner, ImageExt, ReuseDirective};
+    use testcontainers_modules::mongo::Mongo;
+
+    let container = Mongo::default()
+        .with_container_name("narvik-test-mongo")
+        .with_reuse(ReuseDirective::Always)
+        .start()
+        .await
+        .map_err(|e| e.to_string())?;
+    let host = container.get_host().await.map_err(|e| e.to_string())?;
+    let port = container
+        .get_host_port_ipv4(27017)
+        .await
+        .map_err(|e| e.to_string())?;
+    Ok(format!("mongodb://{host}:{port}"))
+}
+
+/// Drops the test collections of runs that are over. Best effort: a failure here leaves
+/// collections for the next run, it never fails a test.
+async fn drop_stale_collections(url: &str) {
+    let result: Result<(), narvik_mongo::mongodb::error::Error> = async {
+        let options = ClientOptions::parse(url).await?;
+        let database = Client::with_options(options)?.database(TEST_DATABASE);
+        let cutoff = unix_seconds().saturating_sub(STALE_AFTER.as_secs());
+        for name in database.list_collection_names().await? {
+            let created = name
+                .strip_prefix("s_")
+                .and_then(|rest| rest.split('_').next())
+                .and_then(|seconds| seconds.parse::<u64>().ok());
+            if created.is_some_and(|created| created < cutoff) {
+                database.collection::<Document>(&name).drop().await?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    if let Err(error) = result {
+        eprintln!("narvik-mongo tests: stale test collections not cleaned: {error}");
+    }
+}
