@@ -376,3 +376,22 @@ pub async fn declared_absent(
     }
     true
 }
+
+/// Asserts that `user_id`'s listing holds exactly `expected`, when the store declares the
+/// listing; a store without it is checked by the other means of the calling case.
+pub async fn assert_user_lists(
+    store: &dyn SessionStore,
+    capabilities: Capabilities,
+    user_id: &str,
+    expected: &[SessionRecord],
+    context: &str,
+) {
+    if !capabilities.fetch_sessions_for_user {
+        return;
+    }
+    let listed = must(
+        store.fetch_sessions_for_user(user_id).await,
+        "fetch_sessions_for_user",
+    );
+    assert_same_set(listed, expected, context);
+}

@@ -11,8 +11,8 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_same_record, assert_same_set, assert_stored, join_all, live_record, must,
-    now_ms, race, random_session_id, random_user_id, save_all,
+    assert_absent, assert_same_record, assert_same_set, assert_stored, assert_user_lists, join_all,
+    live_record, must, now_ms, race, random_session_id, random_user_id, save_all,
 };
 use crate::Capabilities;
 
@@ -174,16 +174,14 @@ pub async fn delete_racing_update_never_resurrects(
         )
         .await;
     }
-    if capabilities.fetch_sessions_for_user {
-        let listed = must(
-            store.fetch_sessions_for_user(&user_id).await,
-            "fetch_sessions_for_user",
-        );
-        assert!(
-            listed.is_empty(),
-            "resurrected sessions are listed: {listed:?}"
-        );
-    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &user_id,
+        &[],
+        "the user listing after delete raced update",
+    )
+    .await;
 }
 
 /// 20 tasks update one record's expiry at once, 10 times over: the stored expiry is always
@@ -317,13 +315,14 @@ pub async fn mixed_stress_10000_ops_exact_state(
                 None => assert_absent(store.as_ref(), id, "final state").await,
             }
         }
-        if capabilities.fetch_sessions_for_user {
-            let listed = must(
-                store.fetch_sessions_for_user(&user_id).await,
-                "fetch_sessions_for_user",
-            );
-            let expected: Vec<SessionRecord> = model.into_values().collect();
-            assert_same_set(listed, &expected, "final listing of a stress task's user");
-        }
+        let expected: Vec<SessionRecord> = model.into_values().collect();
+        assert_user_lists(
+            store.as_ref(),
+            capabilities,
+            &user_id,
+            &expected,
+            "final listing of a stress task's user",
+        )
+        .await;
     }
 }

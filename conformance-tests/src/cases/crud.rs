@@ -8,7 +8,8 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_stored, live_record, must, random_session_id, random_user_id,
+    assert_absent, assert_stored, assert_user_lists, live_record, must, random_session_id,
+    random_user_id,
 };
 use crate::Capabilities;
 
@@ -117,16 +118,14 @@ pub async fn update_expiry_on_unknown_id_creates_nothing(
         "update_session_expiry of an unknown id",
     );
     assert_absent(store.as_ref(), &id, "fetch after updating an unknown id").await;
-    if capabilities.fetch_sessions_for_user {
-        let listed = must(
-            store.fetch_sessions_for_user(&user_id).await,
-            "fetch_sessions_for_user",
-        );
-        assert!(
-            listed.is_empty(),
-            "an update of an unknown id left sessions behind: {listed:?}"
-        );
-    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &user_id,
+        &[],
+        "the user listing after an update of an unknown id",
+    )
+    .await;
 }
 
 /// An extension that arrives after a logout does not bring the session back.
@@ -144,24 +143,24 @@ pub async fn update_expiry_after_delete_creates_nothing(
         "update_session_expiry after delete",
     );
     assert_absent(store.as_ref(), &record.id, "fetch after delete then update").await;
-    if capabilities.fetch_sessions_for_user {
-        let listed = must(
-            store.fetch_sessions_for_user(&record.user_id).await,
-            "fetch_sessions_for_user",
-        );
-        assert!(
-            listed.is_empty(),
-            "an update after delete resurrected the session in the user listing: {listed:?}"
-        );
-    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &record.user_id,
+        &[],
+        "the user listing after delete then update",
+    )
+    .await;
 }
 
-/// A deleted record is gone.
-pub async fn delete_removes_record(store: Arc<dyn SessionStore>, _capabilities: Capabilities) {
+/// A deleted record is gone, from fetch and from its user's listing.
+pub async fn delete_removes_record(store: Arc<dyn SessionStore>, capabilities: Capabilities) {
     let record = live_record(&random_user_id("delete"), json!({}));
     must(store.save_session(&record).await, "save_session");
     must(store.delete_session(&record.id).await, "delete_session");
     assert_absent(store.as_ref(), &record.id, "fetch after delete").await;
+    let context = "the user listing after delete";
+    assert_user_lists(store.as_ref(), capabilities, &record.user_id, &[], context).await;
 }
 
 /// Deleting an unknown id, or the same id twice, succeeds.
@@ -184,10 +183,7 @@ pub async fn delete_is_idempotent(store: Arc<dyn SessionStore>, _capabilities: C
 }
 
 /// Deleting one record leaves the others, including the same user's, untouched.
-pub async fn delete_leaves_other_records(
-    store: Arc<dyn SessionStore>,
-    _capabilities: Capabilities,
-) {
+pub async fn delete_leaves_other_records(store: Arc<dyn SessionStore>, capabilities: Capabilities) {
     let user_id = random_user_id("neighbours");
     let doomed = live_record(&user_id, json!({ "n": 0 }));
     let same_user = live_record(&user_id, json!({ "n": 1 }));
@@ -199,4 +195,7 @@ pub async fn delete_leaves_other_records(
     assert_absent(store.as_ref(), &doomed.id, "the deleted record").await;
     assert_stored(store.as_ref(), &same_user, "the same user's other record").await;
     assert_stored(store.as_ref(), &other_user, "another user's record").await;
+    let context = "the user listing after deleting one of two sessions";
+    let expected = std::slice::from_ref(&same_user);
+    assert_user_lists(store.as_ref(), capabilities, &user_id, expected, context).await;
 }

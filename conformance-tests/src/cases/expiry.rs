@@ -13,7 +13,7 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_same_set, assert_stored, declared_absent, expired_record, live_record,
+    assert_absent, assert_stored, assert_user_lists, declared_absent, expired_record, live_record,
     must, now_ms, random_user_id, record_expiring_in, save_all, wait_until_expired,
 };
 use crate::{Capabilities, ExpiredCount};
@@ -50,6 +50,20 @@ fn engine(store: &Arc<dyn SessionStore>) -> Narvik<serde_json::Value> {
         .clock(Arc::new(ManualClock::starting_now()))
         .build()
         .expect("the default configuration is valid")
+}
+
+/// Asserts that the engine does not accept `token`, whose record has expired, and that the
+/// record is gone afterwards.
+async fn assert_engine_rejects(store: &Arc<dyn SessionStore>, token: &SessionToken, context: &str) {
+    let validated = must(
+        engine(store).validate_session(token.as_str()).await,
+        "validate_session",
+    );
+    assert!(
+        validated.is_none(),
+        "{context}: the engine took an expired record for live: {validated:?}"
+    );
+    assert_absent(store.as_ref(), &token.session_id(), context).await;
 }
 
 /// With live and expired sessions mixed across users, expired deletion removes exactly the
@@ -103,19 +117,14 @@ pub async fn delete_expired_removes_exactly_the_expired(
         )
         .await;
     }
-    if capabilities.fetch_sessions_for_user {
-        for user in &users {
-            let mine: Vec<SessionRecord> = live
-                .iter()
-                .filter(|r| &r.user_id == user)
-                .cloned()
-                .collect();
-            let listed = must(
-                store.fetch_sessions_for_user(user).await,
-                "fetch_sessions_for_user",
-            );
-            assert_same_set(listed, &mine, "a user's listing after expired deletion");
-        }
+    for user in &users {
+        let mine: Vec<SessionRecord> = live
+            .iter()
+            .filter(|r| &r.user_id == user)
+            .cloned()
+            .collect();
+        let context = "a user's listing after expired deletion";
+        assert_user_lists(store.as_ref(), capabilities, user, &mine, context).await;
     }
     let second = delete_expired(store.as_ref()).await;
     assert_count(
@@ -253,20 +262,7 @@ pub async fn fetch_of_expired_record(store: Arc<dyn SessionStore>, capabilities:
              (declare `ExpiredFetch::Returned` if it hands them to the engine): {fetched:?}"
         );
     }
-    let validated = must(
-        engine(&store).validate_session(token.as_str()).await,
-        "validate_session",
-    );
-    assert!(
-        validated.is_none(),
-        "the engine took an expired record for live: {validated:?}"
-    );
-    assert_absent(
-        store.as_ref(),
-        &record.id,
-        "an expired record after validation",
-    )
-    .await;
+    assert_engine_rejects(&store, &token, "an expired record after validation").await;
 }
 
 /// A record saved with an expiry already in the past is accepted (`Ok`), and never appears
@@ -311,31 +307,10 @@ pub async fn save_already_expired_record(store: Arc<dyn SessionStore>, capabilit
             );
         }
     }
-    if capabilities.fetch_sessions_for_user {
-        let listed = must(
-            store.fetch_sessions_for_user(&user).await,
-            "fetch_sessions_for_user",
-        );
-        assert!(
-            listed.is_empty(),
-            "records saved expired were listed as live: {listed:?}"
-        );
-    }
+    let context = "the listing of a user whose records were saved expired";
+    assert_user_lists(store.as_ref(), capabilities, &user, &[], context).await;
 
-    let validated = must(
-        engine(&store).validate_session(engine_token.as_str()).await,
-        "validate_session",
-    );
-    assert!(
-        validated.is_none(),
-        "the engine accepted a record saved expired: {validated:?}"
-    );
-    assert_absent(
-        store.as_ref(),
-        &seen_by_engine.id,
-        "after the engine saw it expired",
-    )
-    .await;
+    assert_engine_rejects(&store, &engine_token, "a record saved expired").await;
 
     if capabilities.delete_all_expired_sessions {
         let counted = delete_expired(store.as_ref()).await;
