@@ -1,0 +1,194 @@
+//! Embedded, versioned migrations with templated identifiers.
+//!
+//! `sqlx::migrate!` embeds fixed SQL, but the schema and table names here are configuration,
+//! so the migrations are our own: SQL files compiled in with `include_str!`, identifiers
+//! substituted (validated and quoted, see [`crate::config`]), applied in one transaction under
+//! an advisory lock, and recorded in a bookkeeping table beside the session table
+//! (`<table>_migrations`), so two narvik tables never share or clash with the host
+//! application's `_sqlx_migrations`.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, PgPool, Row};
+
+use narvik_core::{Error, Result};
+
+use crate::config::PostgresConfig;
+use crate::error::map_sqlx_error;
+
+/// One embedded migration. The checksum covers the template, not the rendered SQL, so it is
+/// the same whatever the configured names.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    template: &'static str,
+}
+
+/// Every migration, in version order. Append only: an applied migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "create sessions",
+    template: include_str!("../migrations/0001_create_sessions.sql"),
+}];
+
+/// The suffix of the bookkeeping table's name.
+const BOOKKEEPING_SUFFIX: &str = "_migrations";
+
+impl Migration {
+    fn checksum(&self) -> Vec<u8> {
+        Sha256::digest(self.template.as_bytes()).to_vec()
+    }
+
+    fn render(&self, config: &PostgresConfig) -> String {
+        self.template
+            .replace("{{table}}", &config.qualified_table())
+            .replace(
+                "{{user_id_index}}",
+                &config.table().quoted_with_suffix("_user_id_idx"),
+            )
+            .replace(
+                "{{expires_at_index}}",
+                &config.table().quoted_with_suffix("_expires_at_idx"),
+            )
+    }
+}
+
+/// The advisory lock that serialises migrations of one schema across every process and
+/// connection, so that concurrent starts never race on `CREATE SCHEMA` or `CREATE TABLE`.
+fn advisory_lock_key(config: &PostgresConfig) -> i64 {
+    let digest = Sha256::digest(format!("narvik-postgres migrate {}", config.schema()));
+    let mut key = [0u8; 8];
+    key.copy_from_slice(&digest[..8]);
+    i64::from_be_bytes(key)
+}
+
+/// Applies every migration not yet recorded, in one transaction.
+pub(crate) async fn run(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
+    let mut tx = pool.begin().await.map_err(map_sqlx_error)?;
+    sqlx::query("SELECT pg_advisory_xact_lock($1)")
+        .bind(advisory_lock_key(config))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+
+    // `CREATE SCHEMA IF NOT EXISTS` checks the database-level CREATE privilege before it
+    // checks existence, so an application role without it could not migrate into an existing
+    // schema. Only create what is missing.
+    let schema_exists: bool =
+        sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM pg_namespace WHERE nspname = $1)")
+            .bind(config.schema().as_str())
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+    if !schema_exists {
+        sqlx::raw_sql(AssertSqlSafe(format!(
+            "CREATE SCHEMA IF NOT EXISTS {}",
+            config.schema().quoted()
+        )))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    }
+
+    let bookkeeping = config.qualified_with_suffix(BOOKKEEPING_SUFFIX);
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {bookkeeping} (
+            version     bigint      PRIMARY KEY,
+            description text        NOT NULL,
+            checksum    bytea       NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_sqlx_error)?;
+
+    let applied = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, checksum FROM {bookkeeping}"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_sqlx_error)?;
+    let mut applied_versions = Vec::with_capacity(applied.len());
+    for row in &applied {
+        let version: i64 = row.try_get("version").map_err(map_sqlx_error)?;
+        let checksum: Vec<u8> = row.try_get("checksum").map_err(map_sqlx_error)?;
+        applied_versions.push((version, checksum));
+    }
+
+    for migration in MIGRATIONS {
+        // Versions we do not know (a newer narvik already migrated this table) are left alone:
+        // during a rolling deploy the old binary keeps working on the newer schema.
+        match applied_versions
+            .iter()
+            .find(|(v, _)| *v == migration.version)
+        {
+            Some((_, checksum)) if *checksum == migration.checksum() => continue,
+            Some(_) => {
+                return Err(Error::InvalidConfiguration(format!(
+                    "narvik-postgres migration {} ({}) was applied to {} with different SQL",
+                    migration.version,
+                    migration.description,
+                    config.qualified_table()
+                )));
+            }
+            None => {}
+        }
+        tracing::info!(
+            version = migration.version,
+            table = %config.qualified_table(),
+            "applying narvik-postgres migration"
+        );
+        sqlx::raw_sql(AssertSqlSafe(migration.render(config)))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {bookkeeping} (version, description, checksum) VALUES ($1, $2, $3)"
+        )))
+        .bind(migration.version)
+        .bind(migration.description)
+        .bind(migration.checksum())
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    }
+
+    tx.commit().await.map_err(map_sqlx_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_leaves_no_placeholder_and_quotes_every_name() {
+        let config = PostgresConfig::new("Auth", "Sessions", 10).expect("valid");
+        for migration in MIGRATIONS {
+            let sql = migration.render(&config);
+            assert!(!sql.contains("{{"), "placeholder left in {sql}");
+            assert!(sql.contains("\"Auth\".\"Sessions\""));
+            assert!(sql.contains("\"Sessions_user_id_idx\""));
+            assert!(sql.contains("\"Sessions_expires_at_idx\""));
+        }
+    }
+
+    #[test]
+    fn versions_are_increasing_and_templates_use_lf() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+        for migration in MIGRATIONS {
+            // A CRLF checkout would change the checksum of an applied migration.
+            assert!(!migration.template.contains('\r'));
+        }
+    }
+
+    #[test]
+    fn the_lock_key_depends_on_the_schema_only() {
+        let a = PostgresConfig::new("a", "t1", 10).expect("valid");
+        let a2 = PostgresConfig::new("a", "t2", 10).expect("valid");
+        let b = PostgresConfig::new("b", "t1", 10).expect("valid");
+        assert_eq!(advisory_lock_key(&a), advisory_lock_key(&a2));
+        assert_ne!(advisory_lock_key(&a), advisory_lock_key(&b));
+    }
+}
