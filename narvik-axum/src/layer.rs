@@ -28,6 +28,8 @@ use crate::SessionData;
 /// [`SessionHandle`](crate::SessionHandle)). After the handler it sends `Set-Cookie` only when
 /// the session is new, extended, rotated or ended, and the blank cookie for a token that opens
 /// no session. A store failure answers `503` with a generic body, without calling the handler.
+/// A record whose data no longer decodes as `D` is logged and the request runs signed out,
+/// with the cookie left alone.
 ///
 /// ```
 /// # fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) {
@@ -192,15 +194,23 @@ async fn validate<D: SessionData>(
         return Ok(state);
     };
     state.had_token = true;
-    match narvik.validate_token(&token).await? {
-        Some(session) => {
+    match narvik.validate_token(&token).await {
+        Ok(Some(session)) => {
             if session.extended {
                 state.cookie = CookieChange::Set(token.clone());
             }
             state.session = Some(session);
             state.token = Some(token);
         }
-        None => state.cookie = CookieChange::Clear,
+        Ok(None) => state.cookie = CookieChange::Clear,
+        // The record exists but its data no longer fits `D` (typically a deploy that changed
+        // the type, possibly with old instances still running). Fail closed for this request
+        // only: no session, but the cookie and the record stay, so nothing is lost and every
+        // other page still works; a 503 here would lock the user out of the whole site.
+        Err(error @ narvik_core::Error::CorruptRecord { .. }) => {
+            tracing::error!(%error, "session record does not decode; treating the request as signed out");
+        }
+        Err(error) => return Err(error),
     }
     Ok(state)
 }

@@ -260,6 +260,13 @@ async fn sign_in(h: &Harness, user: &str) -> String {
     reply.token()
 }
 
+/// A request with this cookie is refused with 401 and gets the blank cookie.
+async fn assert_signed_out_and_cleared(app: &Router, token: &str) {
+    let reply = send(app, get_with("/private", Some(token))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED, "{token}");
+    assert_eq!(reply.set_cookies, [BLANK], "{token}");
+}
+
 #[tokio::test]
 async fn sign_in_sets_the_cookie_with_the_exact_attributes() {
     let h = harness();
@@ -354,9 +361,7 @@ async fn sign_out_clears_the_cookie_and_kills_the_token() {
     assert_eq!(reply.status, StatusCode::OK);
     assert_eq!(reply.set_cookies, [BLANK]);
 
-    let after = send(&h.app, get_with("/private", Some(&token))).await;
-    assert_eq!(after.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(after.set_cookies, [BLANK]);
+    assert_signed_out_and_cleared(&h.app, &token).await;
 }
 
 #[tokio::test]
@@ -368,15 +373,11 @@ async fn a_dead_token_is_cleared_by_both_extractor_forms() {
     assert_eq!(optional.body, "anonymous");
     assert_eq!(optional.set_cookies, [BLANK]);
 
-    let required = send(&h.app, get_with("/private", Some(unknown))).await;
-    assert_eq!(required.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(required.set_cookies, [BLANK]);
+    assert_signed_out_and_cleared(&h.app, unknown).await;
 
     // A malformed value can never open a session either: cleared without a store round trip.
     let fetches = h.store.fetches.load(Ordering::SeqCst);
-    let malformed = send(&h.app, get_with("/private", Some("<script>"))).await;
-    assert_eq!(malformed.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(malformed.set_cookies, [BLANK]);
+    assert_signed_out_and_cleared(&h.app, "<script>").await;
     assert_eq!(h.store.fetches.load(Ordering::SeqCst), fetches);
 }
 
@@ -385,9 +386,7 @@ async fn an_expired_session_is_signed_out_and_cleared() {
     let h = harness();
     let token = sign_in(&h, "alice").await;
     h.clock.advance(Duration::days(30));
-    let reply = send(&h.app, get_with("/private", Some(&token))).await;
-    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
-    assert_eq!(reply.set_cookies, [BLANK]);
+    assert_signed_out_and_cleared(&h.app, &token).await;
 }
 
 #[tokio::test]
@@ -545,6 +544,35 @@ async fn store_errors_answer_503_without_leaking_the_cause() {
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.set_cookies.is_empty());
     assert!(!reply.body.contains("hunter2"));
+}
+
+#[tokio::test]
+async fn a_record_that_no_longer_fits_the_data_type_runs_signed_out() {
+    let h = harness();
+    let token = "abcdefghijklmnopqrstuvwxyz234567";
+    let now = h.narvik.now();
+    h.store
+        .save_session(&SessionRecord {
+            id: narvik_core::token::session_id_from_token(token),
+            user_id: "alice".into(),
+            expires_at: now + Duration::days(30),
+            created_at: now,
+            data: serde_json::json!({ "theme": 42 }),
+        })
+        .await
+        .expect("saved");
+    let reply = send(&h.app, get_with("/whoami", Some(token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "anonymous");
+    assert!(reply.set_cookies.is_empty(), "the cookie is left alone");
+    let reply = send(&h.app, get_with("/private", Some(token))).await;
+    assert_eq!(reply.status, StatusCode::UNAUTHORIZED);
+    assert!(h
+        .store
+        .fetch_session(&narvik_core::token::session_id_from_token(token))
+        .await
+        .expect("store")
+        .is_some());
 }
 
 #[tokio::test]
