@@ -49,6 +49,9 @@ struct Shard {
     expiry: BTreeSet<(OffsetDateTime, Arc<str>)>,
 }
 
+/// How many expired records a purge removes per write lock of a shard.
+const PURGE_BATCH: usize = 1_024;
+
 /// The hash of the id shards: keyed per store (and per shard map), and several times faster than
 /// SipHash on a 64-character id.
 type IdHasher = foldhash::fast::RandomState;
@@ -303,26 +306,31 @@ impl MemoryStore {
     pub fn purge_expired_at(&self, now: OffsetDateTime) -> u64 {
         let mut purged = 0;
         for lock in self.shards.iter() {
-            // A read lock first, so shards with nothing due never block their readers.
-            let due = read(lock)
-                .expiry
-                .first()
-                .is_some_and(|(expires_at, _)| *expires_at <= now);
-            if !due {
-                continue;
-            }
-            let mut guard = write(lock);
-            let shard = &mut *guard;
-            while let Some((expires_at, _)) = shard.expiry.first() {
-                if *expires_at > now {
+            loop {
+                // A read lock first, so shards with nothing due never block their readers.
+                let due = read(lock)
+                    .expiry
+                    .first()
+                    .is_some_and(|(expires_at, _)| *expires_at <= now);
+                if !due {
                     break;
                 }
-                let Some((_, id)) = shard.expiry.pop_first() else {
-                    break;
-                };
-                if let Some(entry) = shard.records.remove(&*id) {
-                    self.unindex_user(&entry);
-                    purged += 1;
+                let mut guard = write(lock);
+                let shard = &mut *guard;
+                // At most PURGE_BATCH records per write lock: a mass expiry never stalls the
+                // shard's readers for long.
+                for _ in 0..PURGE_BATCH {
+                    match shard.expiry.first() {
+                        Some((expires_at, _)) if *expires_at <= now => {}
+                        _ => break,
+                    }
+                    let Some((_, id)) = shard.expiry.pop_first() else {
+                        break;
+                    };
+                    if let Some(entry) = shard.records.remove(&*id) {
+                        self.unindex_user(&entry);
+                        purged += 1;
+                    }
                 }
             }
         }

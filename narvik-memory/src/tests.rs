@@ -169,6 +169,33 @@ async fn per_user_calls_touch_only_that_user() {
     store.assert_consistent();
 }
 
+#[tokio::test]
+async fn a_mass_expiry_is_purged_in_batches_and_counted_once() {
+    let clock = Arc::new(ManualClock::starting_now());
+    // One shard, so the purge has to take its lock several times.
+    let store = MemoryStore::with_shards(1, clock.clone());
+    let now = clock.now();
+    for i in 0..2_500 {
+        let user = format!("u{}", i % 7);
+        store
+            .save_session(&record(
+                &format!("s{i}"),
+                &user,
+                now + Duration::milliseconds(i),
+            ))
+            .await
+            .expect("save");
+    }
+    clock.advance(Duration::milliseconds(2_400));
+    // Expiry is exclusive: s0..=s2400 are dead.
+    assert_eq!(
+        store.delete_all_expired_sessions().await.expect("purge"),
+        2_401
+    );
+    assert_eq!(store.len(), 99);
+    store.assert_consistent();
+}
+
 #[test]
 fn shard_count_is_a_power_of_two() {
     let clock = Arc::new(ManualClock::starting_now());
