@@ -6,7 +6,7 @@ mod store;
 #[cfg(feature = "sweeper")]
 mod sweeper;
 
-pub use store::{MemoryStore, DEFAULT_SHARDS};
+pub use store::{MemoryStore, DEFAULT_SHARDS, MAX_SHARDS};
 #[cfg(feature = "sweeper")]
 pub use sweeper::{Sweeper, MIN_SWEEP_PERIOD};
 

@@ -14,6 +14,9 @@ use time::OffsetDateTime;
 /// which visits every shard, stays cheap.
 pub const DEFAULT_SHARDS: usize = 64;
 
+/// The most shards [`MemoryStore::with_shards`] makes; larger requests are lowered to it.
+pub const MAX_SHARDS: usize = 1 << 16;
+
 /// A session record as one shard keeps it. The id and user id are shared (`Arc<str>`) with the
 /// indexes, so an index entry costs a pointer, not a copy of the string.
 #[derive(Debug)]
@@ -119,9 +122,10 @@ impl MemoryStore {
         Self::with_shards(DEFAULT_SHARDS, clock)
     }
 
-    /// An empty store with `shards` id shards (rounded up to a power of two, at least 1).
+    /// An empty store with `shards` id shards (rounded up to a power of two, between 1 and
+    /// [`MAX_SHARDS`]).
     pub fn with_shards(shards: usize, clock: Arc<dyn Clock>) -> Self {
-        let count = shards.max(1).next_power_of_two();
+        let count = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Self {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             users: (0..count).map(|_| RwLock::default()).collect(),

@@ -199,7 +199,14 @@ async fn a_mass_expiry_is_purged_in_batches_and_counted_once() {
 #[test]
 fn shard_count_is_a_power_of_two() {
     let clock = Arc::new(ManualClock::starting_now());
-    for (asked, got) in [(0, 1), (1, 1), (3, 4), (64, 64), (65, 128)] {
+    for (asked, got) in [
+        (0, 1),
+        (1, 1),
+        (3, 4),
+        (64, 64),
+        (65, 128),
+        (usize::MAX, 1 << 16),
+    ] {
         let store = MemoryStore::with_shards(asked, clock.clone());
         assert_eq!(store.shard_count(), got);
     }
