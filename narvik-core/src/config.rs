@@ -26,7 +26,10 @@ pub struct NarvikConfig {
     /// however often it is used.
     pub absolute_lifetime: Option<Duration>,
     /// An optional cap on live sessions per user. Creating one more evicts that user's oldest
-    /// sessions (by `created_at`) first. Needs a store with the per-user calls.
+    /// sessions (by `created_at`) first. Needs a store with the per-user calls (without them,
+    /// `create_session` fails with [`Error::Unsupported`]). The cap is enforced before each
+    /// save, not atomically with it: concurrent sign-ins of one user can briefly exceed it by
+    /// the number of racing creates; the next create brings the user back under it.
     pub max_sessions_per_user: Option<NonZeroUsize>,
     /// The session cookie.
     pub cookie: CookieConfig,

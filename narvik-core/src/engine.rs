@@ -291,6 +291,10 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// - A session in the last half of its lifetime is extended to `now + lifetime` (never past
     ///   the absolute cap) and returned with `extended == true`: set the cookie again.
     /// - A record whose data does not decode as `D` is [`Error::CorruptRecord`].
+    ///
+    /// A validation racing a logout is ordered before it: the store's expiry update never
+    /// brings a deleted record back, though this call may still return the session it read
+    /// (with `extended == true`) just before the delete landed.
     pub async fn validate_session(&self, token: &str) -> Result<Option<Session<D>>> {
         let Some(token) = SessionToken::parse(token) else {
             return Ok(None);

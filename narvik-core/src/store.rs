@@ -50,6 +50,9 @@ pub trait SessionStore: Send + Sync + 'static {
     ///
     /// If a record with the same id exists, fails with [`Error::DuplicateId`] and changes
     /// nothing (the engine then retries with a fresh token). Never an upsert.
+    ///
+    /// A record whose `expires_at` has already passed may be dropped by stores whose server
+    /// expires records natively; the call still succeeds, and the record is never live.
     async fn save_session(&self, record: &SessionRecord) -> Result<()>;
 
     /// Returns the record with this id exactly as it was saved, or `None`.
