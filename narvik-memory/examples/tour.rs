@@ -157,6 +157,12 @@ async fn main() -> Result<(), Box<dyn Error>> {
         short_id(&bob.session.id),
         narvik.validate_session(bob.token.as_str()).await?.is_some()
     );
+    println!(
+        "   the store hides an expired record and keeps it until a purge: {} record(s) held",
+        store.len()
+    );
+
+    println!("9. carol abandons a session too; one purge (or the sweeper) frees both");
     let abandoned = narvik
         .create_session(
             "carol",
@@ -168,7 +174,7 @@ async fn main() -> Result<(), Box<dyn Error>> {
     clock.advance(Duration::days(31));
     let purged = narvik.delete_all_expired_sessions().await?;
     println!(
-        "   carol's abandoned session {} is purged with the other expired ones: {purged} purged, {} left in the store",
+        "   carol's session {} expired; purged {purged}, {} left in the store",
         short_id(&abandoned.session.id),
         store.len()
     );
