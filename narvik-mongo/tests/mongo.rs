@@ -5,20 +5,16 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use narvik_conformance::harness::record_expiring_in;
 use narvik_core::{Error, SessionRecord, SessionStore};
 use narvik_mongo::mongodb::bson::{doc, Bson, Document};
 use narvik_mongo::{MongoStore, MongoStoreConfig, EXPIRES_AT_INDEX, USER_ID_INDEX};
 use serde_json::json;
-use time::OffsetDateTime;
 
 fn record(id: &str, user_id: &str, expires_in: time::Duration) -> SessionRecord {
-    let now = narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc());
     SessionRecord {
         id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        expires_at: now + expires_in,
-        created_at: now,
-        data: json!({"role": "admin"}),
+        ..record_expiring_in(user_id, expires_in, json!({"role": "admin"}))
     }
 }
 

@@ -15,6 +15,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use narvik_conformance::harness::record_expiring_in;
 use narvik_core::{Error, SessionRecord, SessionStore};
 use narvik_mongo::{MongoStore, MongoStoreConfig};
 use serde_json::json;
@@ -138,13 +139,10 @@ impl Drop for OwnServer {
 }
 
 fn record(id: String, user_id: &str) -> SessionRecord {
-    let now = narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc());
+    let data = json!({"id": id, "n": [1, 2.5, u64::MAX]});
     SessionRecord {
-        data: json!({"id": id, "n": [1, 2.5, u64::MAX]}),
         id,
-        user_id: user_id.to_owned(),
-        expires_at: now + time::Duration::hours(1),
-        created_at: now,
+        ..record_expiring_in(user_id, time::Duration::hours(1), data)
     }
 }
 
@@ -162,7 +160,10 @@ async fn server_restart_mid_run_fails_typed_and_recovers_with_data_intact() {
         .and_then(|listener| listener.local_addr())
         .expect("a free port")
         .port();
-    let storage = build_dir().join(format!("mongo-restart-{}", common::random_hex(8)));
+    let storage = build_dir().join(format!(
+        "mongo-restart-{}",
+        narvik_conformance::harness::random_suffix()
+    ));
     std::fs::create_dir_all(&storage).expect("storage dir");
 
     let mut server = OwnServer::start(&bin, port, &storage);

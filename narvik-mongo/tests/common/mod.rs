@@ -20,11 +20,11 @@
 use std::sync::{mpsc, OnceLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
+use narvik_conformance::harness::random_suffix;
 use narvik_mongo::mongodb::bson::{doc, Document};
 use narvik_mongo::mongodb::options::ClientOptions;
 use narvik_mongo::mongodb::{Client, Collection};
 use narvik_mongo::{MongoStore, MongoStoreConfig};
-use rand::Rng;
 
 /// The database every test collection lives in.
 pub const TEST_DATABASE: &str = "narvik_test";
@@ -85,17 +85,9 @@ pub fn raw(store: &MongoStore) -> Collection<Document> {
     store.collection().clone()
 }
 
-/// `s_<unix seconds>_<12 random hex digits>`.
+/// `s_<unix seconds>_<16 random hex digits>`.
 pub fn fresh_collection_name() -> String {
-    format!("s_{}_{}", unix_seconds(), random_hex(12))
-}
-
-/// Lowercase hex of `chars` random nibbles.
-pub fn random_hex(chars: usize) -> String {
-    let mut rng = rand::rng();
-    (0..chars)
-        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
-        .collect()
+    format!("s_{}_{}", unix_seconds(), random_suffix())
 }
 
 fn unix_seconds() -> u64 {
