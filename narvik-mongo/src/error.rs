@@ -8,21 +8,25 @@ const DUPLICATE_KEY: i32 = 11000;
 
 /// Maps a driver error from a store operation.
 ///
-/// A duplicate key is recognised by its code, never by the message text. Everything the
-/// driver reports about the connection or the server (refused, timed out, server selection,
-/// command failures) is [`Error::Unavailable`] with the driver error as its source, so that
-/// the caller can retry later.
+/// A duplicate key is recognised by its code, never by the message text. A document the
+/// driver refuses to send (larger than the server's 16 MiB limit) is [`Error::InvalidData`]:
+/// retrying cannot help. Everything the driver reports about the connection or the server
+/// (refused, timed out, server selection, command failures) is [`Error::Unavailable`] with
+/// the driver error as its source, so that the caller can retry later.
 pub(crate) fn from_driver(error: mongodb::error::Error) -> Error {
     if is_duplicate_key(&error) {
         return Error::DuplicateId;
     }
-    if let ErrorKind::BsonDeserialization(_) = error.kind.as_ref() {
-        return Error::corrupt(
+    match error.kind.as_ref() {
+        ErrorKind::BsonDeserialization(_) => Error::corrupt(
             "the server returned a document that is not valid BSON",
             error,
-        );
+        ),
+        ErrorKind::InvalidArgument { .. } | ErrorKind::BsonSerialization(_) => {
+            Error::InvalidData(error.to_string())
+        }
+        _ => Error::unavailable(error),
     }
-    Error::unavailable(error)
 }
 
 /// Maps a driver error from building a client: a malformed URI or option is the caller's

@@ -200,6 +200,20 @@ async fn duplicate_id_is_typed_and_keeps_the_original() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn data_beyond_the_16_mib_document_limit_is_invalid_data() {
+    let store = common::fresh_store().await;
+    let huge = SessionRecord {
+        data: json!("x".repeat(17 << 20)),
+        ..record("huge", "frank", time::Duration::hours(1))
+    };
+    match store.save_session(&huge).await {
+        Err(Error::InvalidData(message)) => assert!(message.contains("16777216"), "{message}"),
+        other => panic!("expected InvalidData, got {other:?}"),
+    }
+    assert_eq!(store.fetch_session("huge").await.expect("fetch"), None);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn unreachable_server_is_unavailable_with_the_cause() {
     // A port nothing listens on: bind one, then free it.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
