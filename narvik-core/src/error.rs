@@ -86,9 +86,10 @@ pub enum Error {
         source: Option<BoxError>,
     },
 
-    /// The application's additional data could not be turned into JSON (a map with non-string
-    /// keys, a failing `Serialize` impl). Nothing was stored.
-    #[error("the session's additional data does not serialise to JSON: {0}")]
+    /// The application's additional data cannot be stored: it does not turn into JSON (a map
+    /// with non-string keys, a failing `Serialize` impl) or the store cannot hold it (over a
+    /// document size limit, a key the store forbids). Nothing was stored.
+    #[error("the session's additional data cannot be stored: {0}")]
     InvalidData(String),
 
     /// A configuration value was rejected (a cookie name with a `;`, a zero lifetime, ...).
