@@ -1,0 +1,72 @@
+//! Which user a recently fetched session belongs to.
+//!
+//! The engine fetches a session, then extends or deletes it. Both calls need the user's index
+//! key, which the trait does not pass. Remembering the user of each fetched record lets the
+//! extension run as one atomic script (two round trips for `validate_session` with an
+//! extension, not three). A hint is only ever a guess: every script re-checks the user stored
+//! in the record and the store falls back to reading it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+
+use narvik_core::SessionRecord;
+use time::OffsetDateTime;
+
+const SHARDS: usize = 16;
+const ENTRIES_PER_SHARD: usize = 4096;
+
+/// A bounded map from session id to user id, sharded to keep lock contention low.
+#[derive(Default)]
+pub(crate) struct Hints {
+    shards: [Mutex<HashMap<Box<str>, Arc<str>>>; SHARDS],
+}
+
+impl Hints {
+    /// Whether the engine may extend this record now, judged without knowing its lifetime.
+    ///
+    /// The engine extends in the last half of the lifetime, and a record's
+    /// `expires_at - created_at` is at least the lifetime (it only grows with extensions), so
+    /// this is true whenever an extension can follow. Fresh sessions, the common case, skip
+    /// the map. (An absolute lifetime cap can shorten that span: such an extension just reads
+    /// the user from the record, one round trip more.)
+    pub(crate) fn may_be_extended(record: &SessionRecord, now: OffsetDateTime) -> bool {
+        let remaining = record.expires_at - now;
+        remaining <= (record.expires_at - record.created_at) / 2
+    }
+
+    fn shard(&self, session_id: &str) -> &Mutex<HashMap<Box<str>, Arc<str>>> {
+        let hash = session_id
+            .bytes()
+            .rev()
+            .take(4)
+            .fold(0_usize, |hash, byte| {
+                hash.wrapping_mul(31).wrapping_add(usize::from(byte))
+            });
+        &self.shards[hash % SHARDS]
+    }
+
+    /// Remembers the user of a fetched record. A full shard is emptied rather than tracked
+    /// (hints are cheap to lose).
+    pub(crate) fn remember(&self, session_id: &str, user_id: &str) {
+        let Ok(mut shard) = self.shard(session_id).lock() else {
+            return;
+        };
+        if shard.len() >= ENTRIES_PER_SHARD {
+            shard.clear();
+        }
+        shard.insert(session_id.into(), user_id.into());
+    }
+
+    /// The remembered user of a session, if any.
+    pub(crate) fn get(&self, session_id: &str) -> Option<Arc<str>> {
+        let shard = self.shard(session_id).lock().ok()?;
+        shard.get(session_id).cloned()
+    }
+
+    /// Forgets a session (it was deleted).
+    pub(crate) fn forget(&self, session_id: &str) {
+        if let Ok(mut shard) = self.shard(session_id).lock() {
+            shard.remove(session_id);
+        }
+    }
+}

@@ -1,0 +1,20 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+mod config;
+mod connection;
+mod hints;
+mod keys;
+mod record;
+mod scripts;
+mod store;
+
+pub use config::{RedisStoreBuilder, DEFAULT_PREFIX};
+pub use store::RedisStore;
+
+/// The Redis driver this crate is built on, so applications need no separate dependency.
+pub use redis;
+
+/// The pool crate, for [`RedisStoreBuilder::from_pool`].
+pub use deadpool_redis;

@@ -1,0 +1,145 @@
+//! The value stored under a session key.
+//!
+//! A fixed-width ASCII header followed by the user id and the data JSON:
+//!
+//! ```text
+//! "n1" | expires_at ms (16 hex) | created_at ms (16 hex) | user id length (8 hex) | user id | data JSON
+//! ```
+//!
+//! One `GET` returns a whole record. The Lua scripts read the user id with `GETRANGE` and move
+//! the expiry with `SETRANGE` at a fixed offset, without touching (or parsing) the data.
+
+use narvik_core::{Error, Result, SessionRecord};
+use time::OffsetDateTime;
+
+/// Bytes before the user id; the scripts (`scripts/lib.lua`) use the same constant.
+pub(crate) const HEADER_LEN: usize = 42;
+const VERSION: &[u8; 2] = b"n1";
+const EXPIRES: std::ops::Range<usize> = 2..18;
+const CREATED: std::ops::Range<usize> = 18..34;
+const USER_LEN: std::ops::Range<usize> = 34..42;
+
+/// Milliseconds since the Unix epoch (times are kept to the millisecond).
+pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
+    // An OffsetDateTime spans ±10,000 years: its milliseconds always fit in an i64.
+    (at.unix_timestamp_nanos() / 1_000_000) as i64
+}
+
+/// The header field for a time: the i64's bits as 16 lowercase hex digits.
+pub(crate) fn time_field(ms: i64) -> String {
+    format!("{:016x}", ms as u64)
+}
+
+/// Encodes a record for `SET`.
+pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>> {
+    let user = record.user_id.as_bytes();
+    let user_len = u32::try_from(user.len())
+        .map_err(|_| Error::InvalidData("user id longer than 4 GiB".to_owned()))?;
+    let mut value = Vec::with_capacity(HEADER_LEN + user.len() + 64);
+    value.extend_from_slice(VERSION);
+    value.extend_from_slice(time_field(unix_ms(record.expires_at)).as_bytes());
+    value.extend_from_slice(time_field(unix_ms(record.created_at)).as_bytes());
+    value.extend_from_slice(format!("{user_len:08x}").as_bytes());
+    value.extend_from_slice(user);
+    serde_json::to_writer(&mut value, &record.data)
+        .map_err(|error| Error::InvalidData(error.to_string()))?;
+    Ok(value)
+}
+
+/// Decodes a stored value; anything that is not a well-formed record is
+/// [`Error::CorruptRecord`].
+pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<SessionRecord> {
+    let corrupt = |reason: &str| Error::CorruptRecord {
+        reason: format!(
+            "redis value of session {}: {reason}",
+            narvik_core::session::short_id(session_id)
+        ),
+        source: None,
+    };
+    if value.len() < HEADER_LEN || &value[..2] != VERSION {
+        return Err(corrupt("not a narvik record"));
+    }
+    let expires_ms = hex_field(&value[EXPIRES]).ok_or_else(|| corrupt("bad expiry"))? as i64;
+    let created_ms = hex_field(&value[CREATED]).ok_or_else(|| corrupt("bad creation time"))? as i64;
+    let user_len = hex_field(&value[USER_LEN]).ok_or_else(|| corrupt("bad user id length"))?;
+    let user_end = usize::try_from(user_len)
+        .ok()
+        .and_then(|len| HEADER_LEN.checked_add(len))
+        .filter(|end| *end <= value.len())
+        .ok_or_else(|| corrupt("user id past the end"))?;
+    let user_id = std::str::from_utf8(&value[HEADER_LEN..user_end])
+        .map_err(|error| Error::corrupt("user id is not UTF-8", error))?
+        .to_owned();
+    let data = serde_json::from_slice(&value[user_end..])
+        .map_err(|error| Error::corrupt("data is not JSON", error))?;
+    Ok(SessionRecord {
+        id: session_id.to_owned(),
+        user_id,
+        expires_at: from_unix_ms(expires_ms).ok_or_else(|| corrupt("expiry out of range"))?,
+        created_at: from_unix_ms(created_ms)
+            .ok_or_else(|| corrupt("creation time out of range"))?,
+        data,
+    })
+}
+
+fn hex_field(field: &[u8]) -> Option<u64> {
+    let text = std::str::from_utf8(field).ok()?;
+    u64::from_str_radix(text, 16).ok()
+}
+
+fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000).ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(user_id: &str, data: serde_json::Value) -> SessionRecord {
+        SessionRecord {
+            id: "abc".into(),
+            user_id: user_id.into(),
+            expires_at: datetime!(2030-01-01 0:00:00.123 UTC),
+            created_at: datetime!(1969-12-31 23:59:59.999 UTC),
+            data,
+        }
+    }
+
+    #[test]
+    fn round_trips_negative_times_and_odd_user_ids() {
+        for user in ["", "{x}", "ünï\u{0}code", &"u".repeat(1024)] {
+            let original = record(user, serde_json::json!({"a": [1, -2.5, null], "b": "\"\\"}));
+            let value = encode(&original).expect("encodes");
+            assert_eq!(decode("abc", &value).expect("decodes"), original);
+        }
+    }
+
+    #[test]
+    fn header_offsets_match_the_scripts() {
+        let value = encode(&record("alice", serde_json::Value::Null)).expect("encodes");
+        assert_eq!(&value[..2], b"n1");
+        assert_eq!(&value[USER_LEN], b"00000005");
+        assert_eq!(&value[HEADER_LEN..HEADER_LEN + 5], b"alice");
+        assert!(include_str!("../scripts/lib.lua").contains("local HEADER_LEN = 42"));
+    }
+
+    #[test]
+    fn garbage_is_a_corrupt_record_not_a_panic() {
+        let valid = encode(&record("alice", serde_json::json!({}))).expect("encodes");
+        let mut long_user = valid.clone();
+        long_user[USER_LEN].copy_from_slice(b"ffffffff");
+        for value in [
+            b"".to_vec(),
+            b"n1zzzz".to_vec(),
+            b"hello world, this is not a record at all!!!!".to_vec(),
+            long_user,
+            valid[..valid.len() - 1].to_vec(),
+        ] {
+            assert!(matches!(
+                decode("abc", &value),
+                Err(Error::CorruptRecord { .. })
+            ));
+        }
+    }
+}
