@@ -6,6 +6,7 @@ mod common;
 use std::sync::Arc;
 use std::time::Duration;
 
+use narvik_conformance::harness::record_expiring_in;
 use narvik_core::{Error, ManualClock, Narvik, SessionRecord, SessionStore};
 use narvik_postgres::sqlx::{self, AssertSqlSafe, PgPool};
 use narvik_postgres::PostgresStore;
@@ -13,13 +14,9 @@ use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
 
 fn record(id: &str, user_id: &str, expires_in: time::Duration) -> SessionRecord {
-    let now = narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc());
     SessionRecord {
         id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        expires_at: now + expires_in,
-        created_at: now,
-        data: serde_json::json!({"n": 1}),
+        ..record_expiring_in(user_id, expires_in, serde_json::json!({"n": 1}))
     }
 }
 
@@ -456,7 +453,10 @@ async fn an_unreachable_server_is_unavailable_with_its_cause() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_store_recovers_when_the_server_drops_its_connections_mid_run() {
-    let application_name = format!("narvik_test_recover_{}", common::random_hex(12));
+    let application_name = format!(
+        "narvik_test_recover_{}",
+        narvik_conformance::harness::random_suffix()
+    );
     let pool = common::pool_named(&application_name).await;
     let store = common::store_in(pool, &common::fresh_schema()).await;
     let admin = admin_pool().await;

@@ -20,10 +20,10 @@
 use std::sync::{mpsc, OnceLock};
 use std::time::Duration;
 
+use narvik_conformance::harness::random_suffix;
 use narvik_postgres::sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use narvik_postgres::sqlx::{ConnectOptions, Connection, PgConnection, PgPool};
 use narvik_postgres::PostgresStore;
-use rand::Rng;
 
 /// The address of the Postgres this machine runs for tests (see scripts/servers/postgres.sh).
 pub const LOCAL_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
@@ -70,7 +70,7 @@ fn start_harness() -> Harness {
             };
             let owner_connection = runtime.block_on(async {
                 let url = resolve_url().await?;
-                let owner = random_hex(12);
+                let owner = random_suffix();
                 let connection = PgConnectOptions::from_url(
                     &url.parse().map_err(|e| format!("bad URL {url:?}: {e}"))?,
                 )
@@ -171,7 +171,7 @@ async fn drop_orphaned_schemas(url: &str) {
         let mut connection = PgConnection::connect(url).await?;
         let orphans: Vec<String> = narvik_postgres::sqlx::query_scalar(
             r"SELECT nspname FROM pg_namespace n
-              WHERE nspname ~ '^narvik_test_[0-9a-f]{12}_[0-9a-f]+$'
+              WHERE nspname ~ '^narvik_test_[0-9a-f]{16}_[0-9a-f]+$'
                 AND NOT EXISTS (
                   SELECT 1 FROM pg_stat_activity a
                   WHERE a.application_name = 'narvik_test_owner_' || split_part(n.nspname, '_', 3))",
@@ -196,17 +196,9 @@ async fn drop_orphaned_schemas(url: &str) {
     }
 }
 
-/// Lowercase hex of `chars` random nibbles.
-pub fn random_hex(chars: usize) -> String {
-    let mut rng = rand::rng();
-    (0..chars)
-        .map(|_| char::from_digit(rng.random_range(0..16), 16).unwrap_or('0'))
-        .collect()
-}
-
 /// A fresh schema name owned by this process.
 pub fn fresh_schema() -> String {
-    format!("narvik_test_{}_{}", harness().owner, random_hex(16))
+    format!("narvik_test_{}_{}", harness().owner, random_suffix())
 }
 
 /// A small pool to the test server whose connections carry `application_name`, so a test can
