@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 use crate::session::{short_id, Session, SessionRecord};
 use crate::store::SessionStore;
 use crate::time_util::truncate_to_millis;
-use crate::token::SessionToken;
+use crate::token::{self, SessionToken};
 
 /// A new session and the token that opens it. Send the token to the client (usually through
 /// [`Narvik::create_cookie`]) and keep nothing else of it.
@@ -296,16 +296,21 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// brings a deleted record back, though this call may still return the session it read
     /// (with `extended == true`) just before the delete landed.
     pub async fn validate_session(&self, token: &str) -> Result<Option<Session<D>>> {
-        let Some(token) = SessionToken::parse(token) else {
+        if !token::is_well_formed(token) {
             return Ok(None);
-        };
-        self.validate_token(&token).await
+        }
+        self.validate_session_id(&token::session_id_from_token(token))
+            .await
     }
 
     /// [`Narvik::validate_session`] for an already parsed token.
     pub async fn validate_token(&self, token: &SessionToken) -> Result<Option<Session<D>>> {
+        self.validate_session_id(&token.session_id()).await
+    }
+
+    async fn validate_session_id(&self, session_id: &str) -> Result<Option<Session<D>>> {
         let now = self.now();
-        let Some(mut session) = self.fetch_live_session(token, now).await? else {
+        let Some(mut session) = self.fetch_live_session(session_id, now).await? else {
             return Ok(None);
         };
         let half_life = self.inner.config.session_lifetime / 2;
@@ -326,15 +331,14 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// The live session behind `token`, without extending it. An expired record is deleted.
     async fn fetch_live_session(
         &self,
-        token: &SessionToken,
+        session_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Session<D>>> {
-        let session_id = token.session_id();
-        let Some(record) = self.inner.store.fetch_session(&session_id).await? else {
+        let Some(record) = self.inner.store.fetch_session(session_id).await? else {
             return Ok(None);
         };
         if record.is_expired(now) {
-            self.inner.store.delete_session(&session_id).await?;
+            self.inner.store.delete_session(session_id).await?;
             return Ok(None);
         }
         Session::from_record(record).map(Some)
@@ -352,7 +356,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         };
         let now = self.now();
         // No extension: the old session is about to die, so writing its expiry would be waste.
-        let Some(old) = self.fetch_live_session(&token, now).await? else {
+        let Some(old) = self.fetch_live_session(&token.session_id(), now).await? else {
             return Ok(None);
         };
         let created = self

@@ -79,12 +79,16 @@ pub fn is_well_formed(candidate: &str) -> bool {
 /// ids, never tokens.
 pub fn session_id_from_token(token: &str) -> String {
     let digest = Sha256::digest(token.as_bytes());
-    let mut hex = String::with_capacity(64);
-    for byte in digest {
-        hex.push(char::from(HEX_DIGITS[usize::from(byte >> 4)]));
-        hex.push(char::from(HEX_DIGITS[usize::from(byte & 0x0f)]));
+    // Filled as bytes and turned into a String once: this runs on every request.
+    let mut hex = [0u8; 64];
+    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
+        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
+        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
     }
-    hex
+    // Hex digits are ASCII, so this never takes the fallback.
+    std::str::from_utf8(&hex)
+        .map(str::to_owned)
+        .unwrap_or_default()
 }
 
 const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
