@@ -408,6 +408,24 @@ async fn main() {
     )
     .await;
 
+    // What decides the create rows: every autocommit INSERT waits for its WAL flush, so on a
+    // busy disk that wait, not the round trips, is most of a create.
+    let settings: Vec<String> = sqlx::query_scalar(
+        "SELECT name || '=' || setting FROM pg_settings \
+         WHERE name IN ('server_version', 'synchronous_commit', 'fsync', 'shared_buffers') ORDER BY name",
+    )
+    .fetch_all(&admin)
+    .await
+    .expect("settings");
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    println!(
+        "\nserver: {}; machine load average: {}",
+        settings.join(", "),
+        load.split_whitespace()
+            .take(3)
+            .collect::<Vec<_>>()
+            .join(" ")
+    );
     println!("\nnarvik-postgres benchmark ({secs} s per row, pools of {POOL_SIZE}, {SESSIONS} sessions per store)");
     print_table("Lookups", &lookups, "raw select");
     print_table("Creates", &creates, "tower-sessions create");

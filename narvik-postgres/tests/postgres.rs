@@ -158,18 +158,20 @@ async fn fill(store: &PostgresStore, users: i64, per_user: i64, expired_every: i
         .expect("analyze");
 }
 
-async fn explain(
-    store: &PostgresStore,
-    sql: &str,
-    bind_text: &str,
-    bind_time: OffsetDateTime,
-    second_is_limit: bool,
-) -> String {
-    let mut query = sqlx::query_scalar::<_, String>(AssertSqlSafe(format!("EXPLAIN {sql}")));
-    query = if second_is_limit {
-        query.bind(bind_time).bind(5_000_i64)
-    } else {
-        query.bind(bind_text).bind(bind_time)
+/// The bind parameters of the statement under EXPLAIN.
+enum Binds<'a> {
+    UserAndNow(&'a str, OffsetDateTime),
+    User(&'a str),
+    NowAndLimit(OffsetDateTime, i64),
+}
+
+async fn explain(store: &PostgresStore, call: &str, binds: Binds<'_>) -> String {
+    let sql = format!("EXPLAIN {}", statement(store, call));
+    let query = sqlx::query_scalar::<_, String>(AssertSqlSafe(sql));
+    let query = match binds {
+        Binds::UserAndNow(user, now) => query.bind(user).bind(now),
+        Binds::User(user) => query.bind(user),
+        Binds::NowAndLimit(now, limit) => query.bind(now).bind(limit),
     };
     query
         .fetch_all(store.pool())
@@ -179,43 +181,40 @@ async fn explain(
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn explain_shows_the_per_user_fetch_and_the_purge_use_their_indexes() {
+async fn explain_shows_the_per_user_calls_and_the_purge_use_their_indexes() {
     let store = common::fresh_store().await;
     // 50,000 rows, 500 users of 100 sessions, 1% expired: a table where a scan would lose.
     fill(&store, 500, 100, 100).await;
     let now = OffsetDateTime::now_utc();
     let table = store.config().table().to_string();
 
-    let per_user = explain(
-        &store,
-        statement(&store, "fetch_sessions_for_user"),
-        "user-7",
-        now,
-        false,
-    )
-    .await;
-    assert!(
-        per_user.contains(&format!("{table}_user_id_idx")),
-        "per-user fetch does not use the user index:\n{per_user}"
-    );
-    assert!(
-        !per_user.contains("Seq Scan"),
-        "per-user fetch scans:\n{per_user}"
-    );
-
-    let purge = explain(
-        &store,
-        statement(&store, "delete_all_expired_sessions"),
-        "",
-        now,
-        true,
-    )
-    .await;
-    assert!(
-        purge.contains(&format!("{table}_expires_at_idx")),
-        "the purge does not use the expiry index:\n{purge}"
-    );
-    assert!(!purge.contains("Seq Scan"), "the purge scans:\n{purge}");
+    for (call, binds, index) in [
+        (
+            "fetch_sessions_for_user",
+            Binds::UserAndNow("user-7", now),
+            "user_id_idx",
+        ),
+        (
+            "delete_sessions_for_user",
+            Binds::User("user-7"),
+            "user_id_idx",
+        ),
+        (
+            "delete_all_expired_sessions",
+            Binds::NowAndLimit(now, 5_000),
+            "expires_at_idx",
+        ),
+    ] {
+        let plan = explain(&store, call, binds).await;
+        assert!(
+            plan.contains(&format!("{table}_{index}")),
+            "{call} does not use {index}:\n{plan}"
+        );
+        assert!(
+            !plan.contains("Seq Scan"),
+            "{call} scans the table:\n{plan}"
+        );
+    }
 
     // And the calls themselves return what the plan promises.
     assert_eq!(
