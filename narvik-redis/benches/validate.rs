@@ -108,10 +108,10 @@ async fn main() {
     let first_id = narvik_core::SessionToken::parse(&tokens[0])
         .expect("token")
         .session_id();
-    let record_len: usize = raw
-        .strlen(format!("{prefix}:s:{first_id}"))
-        .await
-        .expect("STRLEN");
+    let record_key = format!("{prefix}:s:{first_id}");
+    let record_len: usize = raw.strlen(&record_key).await.expect("STRLEN");
+    // The data JSON follows the 42-byte header and the user id (see src/record.rs).
+    let json_offset = 42 + "user-0".len();
 
     // Raw reads: one key holding a value of the same size.
     let raw_key = format!("{prefix}:raw");
@@ -170,6 +170,36 @@ async fn main() {
                 Box::pin(async move {
                     let value: Option<Vec<u8>> = raw.get(&key).await.expect("GET");
                     assert!(value.is_some());
+                })
+            })
+        }),
+        (
+            "raw GET of a narvik record + data JSON -> serde_json::Value",
+            {
+                let raw = raw.clone();
+                let key = record_key.clone();
+                Arc::new(move |_| {
+                    let mut raw = raw.clone();
+                    let key = key.clone();
+                    Box::pin(async move {
+                        let value: Vec<u8> = raw.get(&key).await.expect("GET");
+                        let data: serde_json::Value =
+                            serde_json::from_slice(&value[json_offset..]).expect("JSON");
+                        std::hint::black_box(data);
+                    })
+                })
+            },
+        ),
+        ("raw GET of a narvik record + data JSON -> Data (typed)", {
+            let raw = raw.clone();
+            let key = record_key.clone();
+            Arc::new(move |_| {
+                let mut raw = raw.clone();
+                let key = key.clone();
+                Box::pin(async move {
+                    let value: Vec<u8> = raw.get(&key).await.expect("GET");
+                    let data: Data = serde_json::from_slice(&value[json_offset..]).expect("JSON");
+                    std::hint::black_box(data);
                 })
             })
         }),

@@ -1,7 +1,9 @@
 //! The connections a store talks through, behind one [`ConnectionLike`] type.
 
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
+
+use arc_swap::ArcSwap;
 
 use narvik_core::{Error, Result};
 use redis::aio::{ConnectionLike, MultiplexedConnection};
@@ -10,13 +12,13 @@ use redis::{AsyncConnectionConfig, Client, Cmd, Pipeline, RedisError, RedisFutur
 /// One multiplexed connection shared by every task, replaced in the background when it breaks.
 ///
 /// Cheaper per command than the redis crate's `ConnectionManager` (no shared-future poll, one
-/// boxed future): the hot path is a read lock and a clone. A command on a broken connection
+/// boxed future): the hot path is a lock-free load and a clone of the connection handle. A command on a broken connection
 /// fails with the driver's error (so the caller sees [`Error::Unavailable`]) and starts one
 /// reconnection; later commands use the new connection once it is up.
 pub(crate) struct Reconnecting {
     client: Client,
     config: AsyncConnectionConfig,
-    current: RwLock<(u64, MultiplexedConnection)>,
+    current: ArcSwap<(u64, MultiplexedConnection)>,
     reconnecting: AtomicBool,
 }
 
@@ -30,16 +32,14 @@ impl Reconnecting {
         Ok(Self {
             client,
             config,
-            current: RwLock::new((0, connection)),
+            current: ArcSwap::from_pointee((0, connection)),
             reconnecting: AtomicBool::new(false),
         })
     }
 
     fn current(&self) -> (u64, MultiplexedConnection) {
-        match self.current.read() {
-            Ok(current) => current.clone(),
-            Err(poisoned) => poisoned.into_inner().clone(),
-        }
+        let current = self.current.load();
+        (current.0, current.1.clone())
     }
 
     /// Replaces connection `generation` after `error`, unless it is already replaced or being
@@ -49,7 +49,7 @@ impl Reconnecting {
         if !(error.is_unrecoverable_error() || error.is_io_error()) {
             return;
         }
-        if self.current().0 != generation || self.reconnecting.swap(true, Ordering::AcqRel) {
+        if self.current.load().0 != generation || self.reconnecting.swap(true, Ordering::AcqRel) {
             return;
         }
         let this = Arc::clone(self);
@@ -60,12 +60,9 @@ impl Reconnecting {
                 .await;
             match fresh {
                 Ok(connection) => {
-                    let mut current = match this.current.write() {
-                        Ok(current) => current,
-                        Err(poisoned) => poisoned.into_inner(),
-                    };
-                    if current.0 == generation {
-                        *current = (generation + 1, connection);
+                    // Only this task swaps (the flag), so the check cannot go stale.
+                    if this.current.load().0 == generation {
+                        this.current.store(Arc::new((generation + 1, connection)));
                     }
                 }
                 Err(error) => tracing::warn!(%error, "narvik-redis: reconnection failed"),
@@ -104,31 +101,34 @@ impl Backend {
     }
 
     /// A connection for one store operation.
-    pub(crate) async fn get(&self) -> Result<Conn> {
+    pub(crate) async fn get(&self) -> Result<Conn<'_>> {
         Ok(match self {
             Self::Multiplexed(shared) => {
                 let (generation, connection) = shared.current();
-                Conn::Multiplexed(connection, generation, Arc::clone(shared))
+                Conn::Multiplexed(connection, generation, shared)
             }
-            Self::Pool(pool) => Conn::Pooled(pool.get().await.map_err(Error::unavailable)?),
+            Self::Pool(pool) => {
+                Conn::Pooled(Box::new(pool.get().await.map_err(Error::unavailable)?))
+            }
             #[cfg(feature = "cluster")]
             Self::Cluster(cluster) => Conn::Cluster(cluster.clone()),
             #[cfg(feature = "cluster")]
             Self::ClusterPool(pool) => {
-                Conn::ClusterPooled(pool.get().await.map_err(Error::unavailable)?)
+                Conn::ClusterPooled(Box::new(pool.get().await.map_err(Error::unavailable)?))
             }
         })
     }
 }
 
 /// One operation's connection.
-pub(crate) enum Conn {
-    Multiplexed(MultiplexedConnection, u64, Arc<Reconnecting>),
-    Pooled(deadpool_redis::Connection),
+pub(crate) enum Conn<'a> {
+    Multiplexed(MultiplexedConnection, u64, &'a Arc<Reconnecting>),
+    // Boxed: keeps every store future small on the hot path, which never uses it.
+    Pooled(Box<deadpool_redis::Connection>),
     #[cfg(feature = "cluster")]
     Cluster(redis::cluster_async::ClusterConnection),
     #[cfg(feature = "cluster")]
-    ClusterPooled(deadpool_redis::cluster::Connection),
+    ClusterPooled(Box<deadpool_redis::cluster::Connection>),
 }
 
 /// Calls `$body` with `$conn` bound to the inner connection of the pass-through variants.
@@ -145,7 +145,7 @@ macro_rules! with_inner {
     };
 }
 
-impl ConnectionLike for Conn {
+impl ConnectionLike for Conn<'_> {
     fn req_packed_command<'a>(&'a mut self, cmd: &'a Cmd) -> RedisFuture<'a, Value> {
         if let Conn::Multiplexed(connection, generation, shared) = self {
             return Box::pin(async move {

@@ -85,7 +85,7 @@ impl RedisStore {
     }
 
     /// The user a record belongs to, as stored (`None`: no record, or not a narvik record).
-    async fn read_owner(&self, conn: &mut Conn, session_id: &str) -> Result<Option<Arc<str>>> {
+    async fn read_owner(&self, conn: &mut Conn<'_>, session_id: &str) -> Result<Option<Arc<str>>> {
         let owner: Option<String> = SCRIPTS
             .owner
             .key(self.inner.keys.record(session_id))
@@ -96,7 +96,7 @@ impl RedisStore {
     }
 
     /// The user of a session: the hint left by `fetch_session`, else read from the record.
-    async fn owner(&self, conn: &mut Conn, session_id: &str) -> Result<Option<Arc<str>>> {
+    async fn owner(&self, conn: &mut Conn<'_>, session_id: &str) -> Result<Option<Arc<str>>> {
         match self.inner.hints.get(session_id) {
             Some(user) => Ok(Some(user)),
             None => self.read_owner(conn, session_id).await,
@@ -200,7 +200,7 @@ impl RedisStore {
     /// Cluster: makes sure `session_id` is in `index` with a score no earlier than `expires`.
     async fn track_in_index(
         &self,
-        conn: &mut Conn,
+        conn: &mut Conn<'_>,
         index: &str,
         session_id: &str,
         expires: i64,
@@ -545,6 +545,10 @@ impl SessionStore for RedisStore {
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         let span =
             tracing::debug_span!("narvik_redis.fetch_session", session = short_id(session_id));
+        // The hot path: skip the span wrapper when nobody listens.
+        if span.is_disabled() {
+            return self.fetch(session_id).await;
+        }
         self.fetch(session_id).instrument(span).await
     }
 
