@@ -11,7 +11,9 @@
 //!   sqlx 0.9 pool of 16, the floor for any session lookup;
 //! - `narvik validate_session`: token parse + SHA-256 + the store's fetch, pool of 16;
 //! - `tower-sessions load`: `PostgresStore::load` (sqlx 0.8, pool of 16);
-//! - `narvik create_session` vs `tower-sessions create` (check-then-upsert in a transaction);
+//! - `narvik create_session` (one INSERT) vs `tower-sessions create` (BEGIN, an existence check,
+//!   an upsert, COMMIT), once as configured and once with `synchronous_commit = off` on both
+//!   pools, which takes the WAL flush wait out and leaves round trips and server work;
 //! - `fetch_sessions_for_user` (a user with 10 sessions) and the expired purge (10,000 expired
 //!   rows) on tables of 10^5 and 10^6 rows: the time should follow the rows touched.
 //!
@@ -130,12 +132,77 @@ async fn compare(ops: &[(&'static str, Op)], task_counts: &[usize], secs: f64) -
 }
 
 async fn pool(url: &str) -> PgPool {
+    pool_with(url, Commit::Synchronous).await
+}
+
+/// How the pool's sessions commit. `Asynchronous` (`synchronous_commit = off`) takes the WAL
+/// flush out of every write, leaving round trips and server work: on a machine whose disk is
+/// shared with builds, the flush wait otherwise drowns everything else in a create.
+#[derive(Clone, Copy)]
+enum Commit {
+    Synchronous,
+    Asynchronous,
+}
+
+impl Commit {
+    fn setting(self) -> &'static str {
+        match self {
+            Self::Synchronous => "on",
+            Self::Asynchronous => "off",
+        }
+    }
+}
+
+async fn pool_with(url: &str, commit: Commit) -> PgPool {
+    let options: sqlx::postgres::PgConnectOptions =
+        url.parse().unwrap_or_else(|e| panic!("bad URL {url}: {e}"));
     PgPoolOptions::new()
         .max_connections(POOL_SIZE)
         .min_connections(POOL_SIZE)
-        .connect(url)
+        .connect_with(options.options([("synchronous_commit", commit.setting())]))
         .await
         .unwrap_or_else(|e| panic!("no Postgres at {url}: {e}; set NARVIK_TEST_POSTGRES_URL"))
+}
+
+async fn tower_store(url: &str, schema: &str, commit: Commit) -> TowerPostgresStore {
+    let options: sqlx08::postgres::PgConnectOptions = url.parse().expect("sqlx 0.8 URL");
+    let pool = sqlx08::postgres::PgPoolOptions::new()
+        .max_connections(POOL_SIZE)
+        .min_connections(POOL_SIZE)
+        .connect_with(options.options([("synchronous_commit", commit.setting())]))
+        .await
+        .expect("sqlx 0.8 pool");
+    TowerPostgresStore::new(pool)
+        .with_schema_name(schema)
+        .expect("schema")
+        .with_table_name("tower_sessions")
+        .expect("table")
+}
+
+fn narvik_create_op(store: PostgresStore) -> Op {
+    let narvik: Narvik<serde_json::Value> = Narvik::new(Arc::new(store));
+    Arc::new(move |i| {
+        let narvik = narvik.clone();
+        Box::pin(async move {
+            narvik
+                .create_session(
+                    &format!("user-{}", i % 200),
+                    serde_json::json!({"theme": "dark"}),
+                )
+                .await
+                .expect("narvik create");
+        })
+    })
+}
+
+fn tower_create_op(tower: TowerPostgresStore) -> Op {
+    Arc::new(move |_| {
+        let tower = tower.clone();
+        Box::pin(async move {
+            let mut record = tower_record();
+            tower.create(&mut record).await.expect("tower create");
+        })
+    })
 }
 
 async fn store(url: &str, schema: &str) -> PostgresStore {
@@ -333,17 +400,7 @@ async fn main() {
         })
     };
 
-    let tower_pool = sqlx08::postgres::PgPoolOptions::new()
-        .max_connections(POOL_SIZE)
-        .min_connections(POOL_SIZE)
-        .connect(&url)
-        .await
-        .expect("sqlx 0.8 pool");
-    let tower = TowerPostgresStore::new(tower_pool)
-        .with_schema_name(schema)
-        .expect("schema")
-        .with_table_name("tower_sessions")
-        .expect("table");
+    let tower = tower_store(&url, schema, Commit::Synchronous).await;
     tower.migrate().await.expect("tower migrate");
     let mut tower_ids = Vec::with_capacity(SESSIONS);
     for _ in 0..SESSIONS {
@@ -376,32 +433,30 @@ async fn main() {
     .await;
 
     // --- creates: one INSERT vs check-then-upsert in a transaction ---
-    let narvik_create: Op = {
-        let narvik: Narvik<serde_json::Value> = Narvik::new(Arc::new(narvik_store.clone()));
-        Arc::new(move |i| {
-            let narvik = narvik.clone();
-            Box::pin(async move {
-                narvik
-                    .create_session(
-                        &format!("user-{}", i % 200),
-                        serde_json::json!({"theme": "dark"}),
-                    )
-                    .await
-                    .expect("narvik create");
-            })
-        })
-    };
-    let tower_create: Op = Arc::new(move |_| {
-        let tower = tower.clone();
-        Box::pin(async move {
-            let mut record = tower_record();
-            tower.create(&mut record).await.expect("tower create");
-        })
-    });
     let creates = compare(
         &[
-            ("narvik create_session", narvik_create),
-            ("tower-sessions create", tower_create),
+            (
+                "narvik create_session",
+                narvik_create_op(narvik_store.clone()),
+            ),
+            ("tower-sessions create", tower_create_op(tower)),
+        ],
+        &[1, 64],
+        secs,
+    )
+    .await;
+    let narvik_async = PostgresStore::builder(pool_with(&url, Commit::Asynchronous).await)
+        .schema(schema)
+        .build()
+        .expect("valid schema name");
+    let tower_async = tower_store(&url, schema, Commit::Asynchronous).await;
+    let creates_async = compare(
+        &[
+            (
+                "narvik create_session",
+                narvik_create_op(narvik_async.clone()),
+            ),
+            ("tower-sessions create", tower_create_op(tower_async)),
         ],
         &[1, 64],
         secs,
@@ -429,6 +484,12 @@ async fn main() {
     println!("\nnarvik-postgres benchmark ({secs} s per row, pools of {POOL_SIZE}, {SESSIONS} sessions per store)");
     print_table("Lookups", &lookups, "raw select");
     print_table("Creates", &creates, "tower-sessions create");
+    print_table(
+        "Creates, synchronous_commit = off on both pools (round trips and server work only)",
+        &creates_async,
+        "tower-sessions create",
+    );
+    narvik_async.pool().close().await;
     narvik_store.pool().close().await;
     drop_schema(&admin, schema).await;
 
