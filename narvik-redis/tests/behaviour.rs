@@ -265,3 +265,22 @@ async fn after_a_workload_every_key_has_a_ttl() {
     }
     assert_eq!(store.fetch_session("s1").await.expect("fetch"), None);
 }
+
+/// With `tls`, rustls has a crypto provider: a `rediss://` URL to a plain-text server fails the
+/// handshake as a typed error instead of panicking for want of a provider.
+#[cfg(feature = "tls")]
+#[tokio::test(flavor = "multi_thread")]
+async fn tls_handshake_failure_is_unavailable_not_a_panic() {
+    let url = common::single_url().await;
+    let Some(address) = url.strip_prefix("redis://") else {
+        panic!("this test needs a plain redis:// URL, got {url}");
+    };
+    let result = RedisStore::builder()
+        .connection_timeout(Duration::from_secs(1))
+        .connect(format!("rediss://{address}").as_str())
+        .await;
+    assert!(
+        matches!(result, Err(Error::Unavailable { .. })),
+        "expected Error::Unavailable, got {result:?}"
+    );
+}
