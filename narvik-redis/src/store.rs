@@ -197,6 +197,36 @@ impl RedisStore {
         Err(Error::DuplicateId)
     }
 
+    /// Cluster, after removing the index entries of deleted records: a save of one of those ids
+    /// may have landed in between, and its entry must come back.
+    async fn retrack_resaved(
+        &self,
+        conn: &mut Conn<'_>,
+        index: &str,
+        ids: &[String],
+    ) -> Result<()> {
+        let keys = &self.inner.keys;
+        let mut exists = redis::cmd("EXISTS");
+        for id in ids {
+            exists.arg(keys.record(id));
+        }
+        let back: i64 = exists.query_async(conn).await.map_err(unavailable)?;
+        if back == 0 {
+            return Ok(());
+        }
+        for id in ids {
+            let expires: i64 = redis::cmd("PEXPIRETIME")
+                .arg(keys.record(id))
+                .query_async(conn)
+                .await
+                .map_err(unavailable)?;
+            if expires > 0 {
+                self.track_in_index(conn, index, id, expires).await?;
+            }
+        }
+        Ok(())
+    }
+
     /// Cluster: makes sure `session_id` is in `index` with a score no earlier than `expires`.
     async fn track_in_index(
         &self,
@@ -327,16 +357,9 @@ impl RedisStore {
                 .map_err(unavailable)?;
             // A save of the same id racing this delete may have landed in between: if a record
             // is back, so is its entry.
-            let expires: i64 = redis::cmd("PEXPIRETIME")
-                .arg(&record_key)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            if expires > 0 {
-                self.track_in_index(&mut conn, &index, session_id, expires)
-                    .await?;
-            }
-            return Ok(());
+            return self
+                .retrack_resaved(&mut conn, &index, &[session_id.to_owned()])
+                .await;
         }
         let mut user = match hint {
             Some(user) => Some(user),
@@ -427,6 +450,7 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
+                self.retrack_resaved(&mut conn, &index, chunk).await?;
             } else {
                 let mut purge = SCRIPTS.purge.key(&index);
                 for id in chunk {

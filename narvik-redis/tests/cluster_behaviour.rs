@@ -113,24 +113,28 @@ async fn under_racing_writes_every_live_record_stays_in_its_users_index() {
             // A seeded Send rng: the thread-local one cannot cross awaits on a multi-thread
             // runtime.
             let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
-            for _ in 0..150 {
+            for _ in 0..400 {
                 let n = rng.random_range(0..ids.len());
                 let id = &ids[n];
                 let user = users[n % users.len()];
-                match rng.random_range(0..4) {
-                    0 => {
+                match rng.random_range(0..9) {
+                    0..=2 => {
                         let lifetime = Duration::from_secs(rng.random_range(60..600));
                         match store.save_session(&record(id, user, lifetime)).await {
                             Ok(()) | Err(Error::DuplicateId) => {}
                             Err(other) => panic!("save: {other}"),
                         }
                     }
-                    1 => {
+                    3 | 4 => {
                         let at = OffsetDateTime::now_utc()
                             + Duration::from_secs(rng.random_range(60..900));
                         store.update_session_expiry(id, at).await.expect("update");
                     }
-                    2 => store.delete_session(id).await.expect("delete"),
+                    5 | 6 => store.delete_session(id).await.expect("delete"),
+                    7 => store
+                        .delete_sessions_for_user(user)
+                        .await
+                        .expect("delete user"),
                     _ => {
                         store.fetch_session(id).await.expect("fetch");
                     }
