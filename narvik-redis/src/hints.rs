@@ -70,3 +70,59 @@ impl Hints {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    fn record(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> SessionRecord {
+        SessionRecord {
+            id: "id".into(),
+            user_id: "alice".into(),
+            expires_at,
+            created_at,
+            data: serde_json::Value::Null,
+        }
+    }
+
+    #[test]
+    fn remembers_exactly_when_the_engine_may_extend() {
+        let created = datetime!(2030-01-01 0:00 UTC);
+        let fresh = record(created, created + time::Duration::days(30));
+        // The engine extends from the last half of the lifetime on.
+        assert!(!Hints::may_be_extended(
+            &fresh,
+            created + time::Duration::days(14)
+        ));
+        assert!(Hints::may_be_extended(
+            &fresh,
+            created + time::Duration::days(15)
+        ));
+        // Extended once on day 20: expires day 50, lifetime still 30, next extension from day 35.
+        let extended = record(created, created + time::Duration::days(50));
+        assert!(Hints::may_be_extended(
+            &extended,
+            created + time::Duration::days(35)
+        ));
+    }
+
+    #[test]
+    fn remember_get_forget() {
+        let hints = Hints::default();
+        assert!(hints.get("a").is_none());
+        hints.remember("a", "alice");
+        assert_eq!(hints.get("a").as_deref(), Some("alice"));
+        hints.forget("a");
+        assert!(hints.get("a").is_none());
+        for n in 0..(SHARDS * ENTRIES_PER_SHARD * 2) {
+            hints.remember(&format!("{n:064x}"), "bob");
+        }
+        let held: usize = hints
+            .shards
+            .iter()
+            .map(|shard| shard.lock().map(|shard| shard.len()).unwrap_or(0))
+            .sum();
+        assert!(held <= SHARDS * ENTRIES_PER_SHARD, "bounded: {held}");
+    }
+}
