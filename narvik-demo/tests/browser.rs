@@ -182,7 +182,15 @@ impl Browser {
         }
     }
 
+    /// Clicks a form button and waits until the browser has left the page it was on. Every
+    /// button here submits a form, and a POST that redirects back to the same path would
+    /// otherwise let the next read see (or trip over) the old page.
     async fn click(&self, css: &str) {
+        let old_page = self
+            .client
+            .find(Locator::Css("html"))
+            .await
+            .expect("the current page");
         self.client
             .find(Locator::Css(css))
             .await
@@ -190,6 +198,24 @@ impl Browser {
             .click()
             .await
             .expect("click");
+        let deadline = Instant::now() + StdDuration::from_secs(10);
+        loop {
+            match old_page.tag_name().await {
+                Err(fantoccini::error::CmdError::Standard(error))
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                {
+                    return;
+                }
+                Err(error) => panic!("waiting for the page after clicking {css}: {error}"),
+                Ok(_) => {
+                    assert!(
+                        Instant::now() < deadline,
+                        "clicking {css} did not leave the page within 10 s"
+                    );
+                    tokio::time::sleep(StdDuration::from_millis(50)).await;
+                }
+            }
+        }
     }
 
     /// Fills in and submits the sign-in form.
