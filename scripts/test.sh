@@ -37,4 +37,4 @@ for server in scripts/servers/*.sh; do
   source "$server"
 done
 
-cargo test --workspace --all-features "$@"
+cargo test --workspace --all-features --no-fail-fast "$@"
