@@ -217,10 +217,13 @@ async fn validate<D: SessionData>(
 
 /// HTTP/2 may split cookies over several `Cookie` headers; they read as one list.
 fn joined_cookie_header(headers: &HeaderMap) -> String {
-    let parts: Vec<&str> = headers
+    // Read as bytes, not `to_str`: browsers send other cookies' raw UTF-8, and rejecting the
+    // whole header would sign the user out. Our name and token are ASCII, so a lossy read is
+    // exact for them.
+    let parts: Vec<String> = headers
         .get_all(header::COOKIE)
         .iter()
-        .filter_map(|value| value.to_str().ok())
+        .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .collect();
     parts.join("; ")
 }
@@ -234,10 +237,10 @@ fn cookie_present(cookie_header: &str, cookie_name: &str) -> bool {
 
 /// Appends the `Set-Cookie` the handler's outcome calls for, if any.
 fn write_cookie<D>(context: &SessionContext<D>, headers: &mut HeaderMap) {
-    let cookie = match context.cookie_change() {
+    let (cookie, carries_token) = match context.cookie_change() {
         CookieChange::Keep => return,
-        CookieChange::Set(token) => context.narvik.create_cookie(&token).serialize(),
-        CookieChange::Clear => context.narvik.create_blank_cookie().serialize(),
+        CookieChange::Set(token) => (context.narvik.create_cookie(&token).serialize(), true),
+        CookieChange::Clear => (context.narvik.create_blank_cookie().serialize(), false),
     };
     // The engine validated every attribute and the token is base32, so this cannot fail; if it
     // somehow did, sending no cookie is the safe outcome.
@@ -246,8 +249,9 @@ fn write_cookie<D>(context: &SessionContext<D>, headers: &mut HeaderMap) {
         return;
     };
     headers.append(header::SET_COOKIE, value);
-    // A response that carries a session token must never be kept by a shared cache.
-    if !headers.contains_key(header::CACHE_CONTROL) {
+    // A response that carries a session token must never be kept by a shared cache, whatever
+    // the handler asked for: a cached `Set-Cookie` would hand the token to other users.
+    if carries_token || !headers.contains_key(header::CACHE_CONTROL) {
         headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
     }
 }

@@ -106,6 +106,15 @@ fn routes() -> Router {
             }),
         )
         .route(
+            "/cacheable",
+            get(|MaybeSession(session): MaybeSession<Data>| async move {
+                (
+                    [(header::CACHE_CONTROL, "public, max-age=3600")],
+                    session.map_or("anonymous".to_owned(), |s| s.user_id),
+                )
+            }),
+        )
+        .route(
             "/private",
             get(|session: CurrentSession<Data>| async move { session.user_id.clone() }),
         )
@@ -659,4 +668,36 @@ async fn extractors_without_the_layer_fail_closed() {
     let reply = send(&app, get_with("/whoami", None)).await;
     assert_eq!(reply.status, StatusCode::INTERNAL_SERVER_ERROR);
     assert!(reply.set_cookies.is_empty());
+}
+
+#[tokio::test]
+async fn a_refreshed_cookie_is_never_cacheable_whatever_the_handler_says() {
+    let h = harness();
+    let token = sign_in(&h, "alice").await;
+    h.clock.advance(Duration::days(16));
+    let reply = send(&h.app, get_with("/cacheable", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK);
+    assert_eq!(reply.body, "alice");
+    assert_eq!(
+        reply.set_cookies.len(),
+        1,
+        "the extension re-sends the cookie"
+    );
+    assert_eq!(reply.cache_control.as_deref(), Some("no-store"));
+}
+
+#[tokio::test]
+async fn a_non_ascii_cookie_beside_ours_does_not_sign_the_user_out() {
+    let h = harness();
+    let token = sign_in(&h, "alice").await;
+    let mut request = Request::get("/private")
+        .body(Body::empty())
+        .expect("request");
+    let header_value =
+        header::HeaderValue::from_bytes(format!("name=José; narvik_session={token}").as_bytes())
+            .expect("a header value with raw UTF-8");
+    request.headers_mut().insert(header::COOKIE, header_value);
+    let reply = send(&h.app, request).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "alice");
 }
