@@ -66,6 +66,8 @@ macro_rules! __for_each_case {
                 invalidate_other_sessions_keeps_only_current,
                 absolute_cap_stops_extension_and_expires,
                 per_user_cap_evicts_oldest,
+                rotate_at_user_cap_keeps_other_devices,
+                absolute_cap_ends_sessions_created_before_it,
                 duplicate_id_on_create_retries_with_fresh_token,
                 typed_data_round_trips_through_engine,
                 tokens_never_in_debug_output;

@@ -187,15 +187,16 @@ impl<D: SessionData> SessionHandle<D> {
     /// new cookie.
     pub async fn sign_in(&self, user_id: &str, data: D) -> Result<Session<D>, SessionError> {
         let narvik = &self.context.narvik;
-        let created = narvik.create_session(user_id, data).await?;
-        let previous = self.session_id();
-        if let Some(previous) = previous {
-            if let Err(error) = narvik.invalidate_session(&previous).await {
-                // Best effort: never leave the caller with two live sessions and an error.
-                let _ = narvik.invalidate_session(&created.session.id).await;
-                return Err(error.into());
-            }
+        // The previous session ends first, so that under a per-user cap the new one replaces
+        // it instead of evicting another device.
+        if let Some(previous) = self.session_id() {
+            narvik.invalidate_session(&previous).await?;
+            let mut state = self.context.lock();
+            state.session = None;
+            state.token = None;
+            state.cookie = CookieChange::Clear;
         }
+        let created = narvik.create_session(user_id, data).await?;
         let mut state = self.context.lock();
         state.session = Some(created.session.clone());
         state.token = Some(created.token.clone());

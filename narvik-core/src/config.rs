@@ -13,6 +13,8 @@ use crate::store::SessionStore;
 
 /// The default session lifetime, as in the original: 30 days.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::days(30);
+/// The longest lifetime (sliding or absolute) the engine accepts.
+pub const MAX_LIFETIME: Duration = Duration::days(36_525);
 /// How many fresh tokens `create_session` tries when the store reports a duplicate id.
 pub const DEFAULT_CREATE_ATTEMPTS: u32 = 3;
 
@@ -52,21 +54,26 @@ impl Default for NarvikConfig {
 impl NarvikConfig {
     /// Rejects settings that would make sessions unusable or cookies injectable.
     pub fn validate(&self) -> Result<()> {
-        // Whole milliseconds keep every computed expiry on the grid all stores can represent.
-        if self.session_lifetime < Duration::SECOND
-            || self.session_lifetime.subsec_nanoseconds() % 1_000_000 != 0
-        {
+        // Whole milliseconds keep every computed expiry on the grid all stores can represent;
+        // the upper bound keeps `now + lifetime` far from the end of the date range.
+        let valid_lifetime = |lifetime: Duration| {
+            (Duration::SECOND..=MAX_LIFETIME).contains(&lifetime)
+                && lifetime.subsec_nanoseconds() % 1_000_000 == 0
+        };
+        if !valid_lifetime(self.session_lifetime) {
             return Err(Error::InvalidConfiguration(
-                "session_lifetime must be at least one second, in whole milliseconds".to_owned(),
+                "session_lifetime must be between one second and 100 years, in whole milliseconds"
+                    .to_owned(),
             ));
         }
-        if let Some(absolute) = self.absolute_lifetime {
-            if absolute < Duration::SECOND || absolute.subsec_nanoseconds() % 1_000_000 != 0 {
-                return Err(Error::InvalidConfiguration(
-                    "absolute_lifetime must be at least one second, in whole milliseconds"
-                        .to_owned(),
-                ));
-            }
+        if self
+            .absolute_lifetime
+            .is_some_and(|cap| !valid_lifetime(cap))
+        {
+            return Err(Error::InvalidConfiguration(
+                "absolute_lifetime must be between one second and 100 years, in whole milliseconds"
+                    .to_owned(),
+            ));
         }
         if self.create_attempts == 0 {
             return Err(Error::InvalidConfiguration(

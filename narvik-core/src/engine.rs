@@ -208,8 +208,16 @@ impl<D> Narvik<D> {
         Err(Error::DuplicateId)
     }
 
-    /// Makes room under the per-user cap by deleting that user's oldest live sessions.
-    async fn enforce_user_cap(&self, user_id: &str, now: OffsetDateTime) -> Result<()> {
+    /// Brings the user back under the per-user cap by deleting their oldest live sessions,
+    /// never `keep` (the session just saved) and not counting `leaving` (a session about to be
+    /// deleted by the caller, as in rotation).
+    async fn enforce_user_cap(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+        keep: &str,
+        leaving: Option<&str>,
+    ) -> Result<()> {
         let Some(cap) = self.inner.config.max_sessions_per_user else {
             return Ok(());
         };
@@ -219,18 +227,19 @@ impl<D> Narvik<D> {
             .fetch_sessions_for_user(user_id)
             .await?
             .into_iter()
-            .filter(|record| !record.is_expired(now))
+            .filter(|record| !record.is_expired(now) && Some(record.id.as_str()) != leaving)
             .collect();
-        if live.len() < cap.get() {
+        if live.len() <= cap.get() {
             return Ok(());
         }
+        let excess = live.len() - cap.get();
+        live.retain(|record| record.id != keep);
         live.sort_by(|a, b| {
             a.created_at
                 .cmp(&b.created_at)
                 .then_with(|| a.id.cmp(&b.id))
         });
-        let excess = live.len() + 1 - cap.get();
-        for record in &live[..excess] {
+        for record in live.iter().take(excess) {
             tracing::debug!(
                 session = short_id(&record.id),
                 "evicting oldest session of user"
@@ -246,10 +255,11 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     ///
     /// On a duplicate id from the store it retries with a fresh token (up to
     /// `create_attempts`), so an existing session is never overwritten. With a per-user cap,
-    /// the user's oldest sessions are evicted first.
+    /// the user's oldest other sessions are evicted once the new one is saved (so a failed
+    /// save costs no device its session).
     pub async fn create_session(&self, user_id: &str, data: D) -> Result<CreatedSession<D>> {
         let now = self.now();
-        self.create_session_at(user_id, data, now, now).await
+        self.create_session_at(user_id, data, now, now, None).await
     }
 
     async fn create_session_at(
@@ -258,10 +268,10 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         data: D,
         created_at: OffsetDateTime,
         now: OffsetDateTime,
+        replacing: Option<&str>,
     ) -> Result<CreatedSession<D>> {
         let json =
             serde_json::to_value(&data).map_err(|error| Error::InvalidData(error.to_string()))?;
-        self.enforce_user_cap(user_id, now).await?;
         let mut record = SessionRecord {
             id: String::new(),
             user_id: user_id.to_owned(),
@@ -270,6 +280,14 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             data: json,
         };
         let token = self.save_with_fresh_token(&mut record).await?;
+        if let Err(error) = self
+            .enforce_user_cap(user_id, now, &record.id, replacing)
+            .await
+        {
+            // Best effort: a create that reports failure leaves no session behind.
+            let _ = self.inner.store.delete_session(&record.id).await;
+            return Err(error);
+        }
         Ok(CreatedSession {
             token,
             session: Session {
@@ -337,7 +355,14 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         let Some(record) = self.inner.store.fetch_session(session_id).await? else {
             return Ok(None);
         };
-        if record.is_expired(now) {
+        // The absolute cap is checked here too, so a cap added to a running deployment also
+        // ends sessions created before it.
+        let past_cap = self
+            .inner
+            .config
+            .absolute_lifetime
+            .is_some_and(|cap| now >= record.created_at + cap);
+        if record.is_expired(now) || past_cap {
             self.inner.store.delete_session(session_id).await?;
             return Ok(None);
         }
@@ -360,7 +385,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             return Ok(None);
         };
         let created = self
-            .create_session_at(&old.user_id, old.data, old.created_at, now)
+            .create_session_at(&old.user_id, old.data, old.created_at, now, Some(&old.id))
             .await?;
         if let Err(error) = self.inner.store.delete_session(&old.id).await {
             // Best effort: do not leave two live sessions when the caller sees a failure.

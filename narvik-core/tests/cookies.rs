@@ -108,6 +108,8 @@ fn invalid_settings_are_configuration_errors() {
         Narvik::builder(Arc::new(UnreachableStore)).cookie_domain("x.com; Secure"),
         Narvik::builder(Arc::new(UnreachableStore)).cookie_path("/\r\nSet-Cookie: x=y"),
         Narvik::builder(Arc::new(UnreachableStore)).session_lifetime(Duration::ZERO),
+        Narvik::builder(Arc::new(UnreachableStore)).session_lifetime(Duration::MAX),
+        Narvik::builder(Arc::new(UnreachableStore)).absolute_lifetime(Duration::days(40_000)),
         Narvik::builder(Arc::new(UnreachableStore)).create_attempts(0),
         Narvik::builder(Arc::new(UnreachableStore))
             .cookie_host_prefix(true)

@@ -493,6 +493,69 @@ pub async fn per_user_cap_evicts_oldest(store: Arc<dyn SessionStore>, capabiliti
     );
 }
 
+/// Rotation at the per-user cap replaces the rotated session; it never evicts another device.
+pub async fn rotate_at_user_cap_keeps_other_devices(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let narvik: Narvik<Value> = engine_with(store, &clock, |builder| {
+        builder.max_sessions_per_user(NonZeroUsize::new(2).expect("non-zero"))
+    });
+    if !capabilities.fetch_sessions_for_user {
+        return assert_unsupported(
+            narvik
+                .create_session(&random_user_id("capped-user"), Value::Null)
+                .await,
+            OptionalOperation::FetchSessionsForUser,
+        );
+    }
+    let user_id = random_user_id("capped-user");
+    let laptop = create(&narvik, &user_id, json!("laptop")).await;
+    clock.advance(Duration::minutes(1));
+    let phone = create(&narvik, &user_id, json!("phone")).await;
+    clock.advance(Duration::minutes(1));
+    let rotated = must(
+        narvik.rotate_session(phone.token.as_str()).await,
+        "rotate_session",
+    )
+    .expect("a live session rotates");
+    assert!(
+        validate(&narvik, &laptop.token).await.is_some(),
+        "rotating the phone at the cap signed the laptop out"
+    );
+    assert!(validate(&narvik, &rotated.token).await.is_some());
+    assert!(validate(&narvik, &phone.token).await.is_none());
+}
+
+/// An absolute cap configured after sessions were created still ends them at
+/// `created_at + cap`, even though their stored expiry is later.
+pub async fn absolute_cap_ends_sessions_created_before_it(
+    store: Arc<dyn SessionStore>,
+    _capabilities: Capabilities,
+) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let uncapped: Narvik<Value> = engine_with(Arc::clone(&store), &clock, |builder| builder);
+    let created = create(&uncapped, &random_user_id("before-cap"), json!(null)).await;
+    clock.advance(Duration::days(20));
+    let extended = validate(&uncapped, &created.token)
+        .await
+        .expect("live on day 20 without a cap");
+    assert!(extended.extended);
+    let capped: Narvik<Value> = engine_with(Arc::clone(&store), &clock, |builder| {
+        builder.absolute_lifetime(Duration::days(10))
+    });
+    assert!(
+        validate(&capped, &created.token).await.is_none(),
+        "a session 20 days old outlived a 10-day absolute cap"
+    );
+    let stored = must(
+        store.fetch_session(&created.session.id).await,
+        "fetch_session",
+    );
+    assert!(stored.is_none(), "the capped-out session was not deleted");
+}
+
 /// A store wrapper that makes the engine's first save collide: it first saves a decoy with
 /// the same id, then forwards the engine's save, which the real store must refuse.
 struct CollidingStore {
