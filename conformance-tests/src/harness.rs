@@ -52,7 +52,7 @@ pub fn record_expiring_in(user_id: &str, expires_in: Duration, data: Value) -> S
         user_id: user_id.to_owned(),
         expires_at: now + expires_in,
         created_at: now - Duration::minutes(1),
-        data,
+        data: data.into(),
     }
 }
 
@@ -83,7 +83,7 @@ pub fn expired_record(
         user_id: user_id.to_owned(),
         expires_at,
         created_at: expires_at - Duration::days(1),
-        data,
+        data: data.into(),
     }
 }
 

@@ -566,7 +566,7 @@ async fn a_record_that_no_longer_fits_the_data_type_runs_signed_out() {
             user_id: "alice".into(),
             expires_at: now + Duration::days(30),
             created_at: now,
-            data: serde_json::json!({ "theme": 42 }),
+            data: serde_json::json!({ "theme": 42 }).into(),
         })
         .await
         .expect("saved");

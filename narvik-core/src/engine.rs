@@ -277,7 +277,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             user_id: user_id.to_owned(),
             expires_at: self.expiry_from(now, created_at),
             created_at,
-            data: json,
+            data: Arc::new(json),
         };
         let token = self.save_with_fresh_token(&mut record).await?;
         if let Err(error) = self

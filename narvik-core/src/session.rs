@@ -1,6 +1,8 @@
 //! Sessions as the application sees them ([`Session`]) and as a store keeps them
 //! ([`SessionRecord`]).
 
+use std::sync::Arc;
+
 use serde::{de::DeserializeOwned, Serialize};
 use time::OffsetDateTime;
 
@@ -22,7 +24,10 @@ pub struct SessionRecord {
     /// When the session was created (the base of the absolute lifetime cap).
     pub created_at: OffsetDateTime,
     /// The application's additional data, as JSON (`null` when the application has none).
-    pub data: serde_json::Value,
+    ///
+    /// Shared rather than owned so that a store keeping records in memory hands out a record
+    /// without copying the data tree; the engine decodes the typed data straight from it.
+    pub data: Arc<serde_json::Value>,
 }
 
 impl SessionRecord {
@@ -36,7 +41,7 @@ impl SessionRecord {
     ///     user_id: "alice".into(),
     ///     expires_at: datetime!(2030-01-01 0:00 UTC),
     ///     created_at: datetime!(2029-12-01 0:00 UTC),
-    ///     data: serde_json::Value::Null,
+    ///     data: Default::default(),
     /// };
     /// assert!(!record.is_expired(datetime!(2029-12-31 23:59 UTC)));
     /// assert!(record.is_expired(datetime!(2030-01-01 0:00 UTC)));
@@ -73,7 +78,9 @@ impl<D: DeserializeOwned> Session<D> {
     ///
     /// A record whose data does not fit `D` is an [`Error::CorruptRecord`], never a panic.
     pub fn from_record(record: SessionRecord) -> Result<Self> {
-        let data = serde_json::from_value(record.data).map_err(|source| {
+        // Decoding from a borrowed value copies only what `D` keeps: the one copy of the data
+        // on the way from the store to the application.
+        let data = D::deserialize(&*record.data).map_err(|source| {
             Error::corrupt(
                 format!(
                     "additional data of session {} does not fit `{}`",
@@ -105,7 +112,7 @@ impl<D: Serialize> Session<D> {
             user_id: self.user_id.clone(),
             expires_at: self.expires_at,
             created_at: self.created_at,
-            data,
+            data: Arc::new(data),
         })
     }
 }

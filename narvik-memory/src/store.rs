@@ -25,7 +25,7 @@ struct Entry {
     user_id: Arc<str>,
     expires_at: OffsetDateTime,
     created_at: OffsetDateTime,
-    data: serde_json::Value,
+    data: Arc<serde_json::Value>,
 }
 
 impl Entry {
@@ -37,9 +37,9 @@ impl Entry {
             user_id: String::from(&*self.user_id),
             expires_at: self.expires_at,
             created_at: self.created_at,
-            // The one deep copy of the data on a fetch: the engine decodes the owned value
-            // in place.
-            data: self.data.clone(),
+            // Shared, not copied: the engine decodes the typed data from it, which is the
+            // one copy of the data a validation makes.
+            data: Arc::clone(&self.data),
         }
     }
 }
@@ -179,7 +179,7 @@ impl MemoryStore {
     fn insert(&self, record: &SessionRecord) -> Result<()> {
         // Copies are made before any lock is taken, to keep the critical section short.
         let id: Arc<str> = Arc::from(record.id.as_str());
-        let data = record.data.clone();
+        let data = Arc::clone(&record.data);
         let mut shard = write(self.shard(&record.id));
         if shard.records.contains_key(record.id.as_str()) {
             return Err(Error::DuplicateId);

@@ -15,7 +15,7 @@ fn record(id: &str, user_id: &str, expires_at: OffsetDateTime) -> SessionRecord 
         user_id: user_id.to_owned(),
         expires_at,
         created_at: expires_at - Duration::days(30),
-        data: json!({ "id": id, "nested": [1, 2, { "x": "ü" }] }),
+        data: json!({ "id": id, "nested": [1, 2, { "x": "ü" }] }).into(),
     }
 }
 
@@ -44,7 +44,7 @@ async fn save_is_insert_only_and_keeps_the_original() {
     let original = record("a", "alice", clock.now() + Duration::hours(1));
     store.save_session(&original).await.expect("save");
     let mut twin = record("a", "bob", clock.now() + Duration::hours(2));
-    twin.data = json!("other");
+    twin.data = json!("other").into();
     assert!(matches!(
         store.save_session(&twin).await,
         Err(Error::DuplicateId)

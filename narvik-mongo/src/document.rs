@@ -75,7 +75,7 @@ pub(crate) fn from_document(mut document: Document) -> Result<SessionRecord> {
         user_id,
         expires_at,
         created_at,
-        data,
+        data: data.into(),
     })
 }
 
@@ -281,7 +281,7 @@ mod tests {
             user_id: "u".into(),
             expires_at: time::macros::datetime!(2030-01-01 0:00:00.123 UTC),
             created_at: time::macros::datetime!(1969-12-31 23:59:59.999 UTC),
-            data: json!({"k": [1, 2.5]}),
+            data: json!({"k": [1, 2.5]}).into(),
         };
         let document = to_document(&good).expect("encodes");
         assert_eq!(from_document(document.clone()).expect("decodes"), good);

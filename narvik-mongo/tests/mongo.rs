@@ -69,7 +69,7 @@ async fn ensure_indexes_creates_the_ttl_and_user_indexes_idempotently() {
 async fn stored_document_has_the_documented_shape() {
     let store = common::fresh_store().await;
     let saved = SessionRecord {
-        data: json!({"big": u64::MAX, "small": 7, "float": 1.0, "list": [null, "x"]}),
+        data: json!({"big": u64::MAX, "small": 7, "float": 1.0, "list": [null, "x"]}).into(),
         ..record("shape-1", "alice", time::Duration::hours(1))
     };
     store.save_session(&saved).await.expect("save");
@@ -203,7 +203,7 @@ async fn duplicate_id_is_typed_and_keeps_the_original() {
 async fn data_beyond_the_16_mib_document_limit_is_invalid_data() {
     let store = common::fresh_store().await;
     let huge = SessionRecord {
-        data: json!("x".repeat(17 << 20)),
+        data: json!("x".repeat(17 << 20)).into(),
         ..record("huge", "frank", time::Duration::hours(1))
     };
     match store.save_session(&huge).await {

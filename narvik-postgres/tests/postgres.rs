@@ -357,7 +357,7 @@ async fn values_postgres_cannot_store_are_invalid_data_not_unavailable() {
         .expect_err("NUL in text");
     assert!(matches!(error, Error::InvalidData(_)), "{error:?}");
     let mut nul_data = record("b", "u", time::Duration::hours(1));
-    nul_data.data = serde_json::json!({"s": "a\u{0}b"});
+    nul_data.data = serde_json::json!({"s": "a\u{0}b"}).into();
     let error = store
         .save_session(&nul_data)
         .await

@@ -82,7 +82,7 @@ mod tests {
             user_id: "alice".into(),
             expires_at,
             created_at,
-            data: serde_json::Value::Null,
+            data: serde_json::Value::Null.into(),
         }
     }
 

@@ -102,7 +102,7 @@ mod tests {
             user_id: user_id.into(),
             expires_at: datetime!(2030-01-01 0:00:00.123 UTC),
             created_at: datetime!(1969-12-31 23:59:59.999 UTC),
-            data,
+            data: data.into(),
         }
     }
 

@@ -17,7 +17,7 @@ fn record(id: &str, user_id: &str, expires_in: Duration) -> SessionRecord {
         user_id: user_id.to_owned(),
         expires_at: now + expires_in,
         created_at: now,
-        data: serde_json::json!({ "theme": "dark", "n": 1 }),
+        data: serde_json::json!({ "theme": "dark", "n": 1 }).into(),
     }
 }
 

@@ -95,7 +95,7 @@ pub async fn create_returns_32_char_base32_token_and_sha256_hex_id(
         user_id,
         expires_at: now + LIFETIME,
         created_at: now,
-        data,
+        data: data.into(),
     };
     assert_stored(store.as_ref(), &expected, "the record the engine created").await;
 
@@ -581,7 +581,7 @@ impl SessionStore for CollidingStore {
             user_id: random_user_id("decoy"),
             expires_at: record.expires_at + Duration::days(1),
             created_at: record.created_at - Duration::days(1),
-            data: json!({ "decoy": true }),
+            data: json!({ "decoy": true }).into(),
         };
         must(
             self.inner.save_session(&decoy).await,

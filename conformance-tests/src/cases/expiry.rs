@@ -277,7 +277,7 @@ pub async fn save_already_expired_record(store: Arc<dyn SessionStore>, capabilit
             user_id: user.clone(),
             expires_at,
             created_at: expires_at - Duration::days(1),
-            data: json!({ "hours_ago": hours }),
+            data: json!({ "hours_ago": hours }).into(),
         }
     };
     let engine_token = must(SessionToken::generate(), "SessionToken::generate");

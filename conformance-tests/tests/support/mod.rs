@@ -94,10 +94,10 @@ impl ReferenceStore {
             record.created_at = record.created_at.replace_nanosecond(0).expect("valid");
         }
         if self.has(Bug::FloatsBecomeIntegers) {
-            record.data = integral_floats_to_ints(record.data);
+            record.data = integral_floats_to_ints((*record.data).clone()).into();
         }
         if self.has(Bug::NullBecomesEmptyObject) && record.data.is_null() {
-            record.data = serde_json::json!({});
+            record.data = serde_json::json!({}).into();
         }
         record
     }
@@ -197,7 +197,7 @@ impl SessionStore for ReferenceStore {
                         user_id: String::new(),
                         expires_at,
                         created_at: now,
-                        data: serde_json::Value::Null,
+                        data: serde_json::Value::Null.into(),
                     },
                 );
             }
