@@ -27,6 +27,9 @@ pub(crate) struct State<D> {
     pub(crate) token: Option<SessionToken>,
     /// Whether the request carried a well-formed session token at all.
     pub(crate) had_token: bool,
+    /// The id behind a token whose record exists but no longer decodes as `D`: the request
+    /// runs signed out, but sign-out and sign-in must still end that record.
+    pub(crate) undecodable_session_id: Option<String>,
     pub(crate) cookie: CookieChange,
 }
 

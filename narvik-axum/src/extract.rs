@@ -154,6 +154,17 @@ impl<D> SessionHandle<D> {
         &self.context.narvik
     }
 
+    /// The session a sign-out or sign-in must end: the current one, or the record behind the
+    /// request's token that no longer decodes.
+    fn session_id_to_end(&self) -> Option<String> {
+        let state = self.context.lock();
+        state
+            .session
+            .as_ref()
+            .map(|session| session.id.clone())
+            .or_else(|| state.undecodable_session_id.clone())
+    }
+
     fn session_id(&self) -> Option<String> {
         self.context
             .lock()
@@ -189,11 +200,12 @@ impl<D: SessionData> SessionHandle<D> {
         let narvik = &self.context.narvik;
         // The previous session ends first, so that under a per-user cap the new one replaces
         // it instead of evicting another device.
-        if let Some(previous) = self.session_id() {
+        if let Some(previous) = self.session_id_to_end() {
             narvik.invalidate_session(&previous).await?;
             let mut state = self.context.lock();
             state.session = None;
             state.token = None;
+            state.undecodable_session_id = None;
             state.cookie = CookieChange::Clear;
         }
         let created = narvik.create_session(user_id, data).await?;
@@ -207,10 +219,11 @@ impl<D: SessionData> SessionHandle<D> {
     /// Signs out: ends the current session and sends the blank cookie. Signing out without a
     /// session succeeds.
     pub async fn sign_out(&self) -> Result<(), SessionError> {
-        if let Some(id) = self.session_id() {
+        if let Some(id) = self.session_id_to_end() {
             self.context.narvik.invalidate_session(&id).await?;
         }
         let mut state = self.context.lock();
+        state.undecodable_session_id = None;
         let had_cookie = state.had_token || state.session.is_some();
         state.session = None;
         state.token = None;

@@ -184,6 +184,7 @@ async fn validate<D: SessionData>(
         session: None,
         token: None,
         had_token: false,
+        undecodable_session_id: None,
         cookie: CookieChange::Keep,
     };
     let Some(token) = narvik.read_session_token(&cookie_header) else {
@@ -209,6 +210,7 @@ async fn validate<D: SessionData>(
         // other page still works; a 503 here would lock the user out of the whole site.
         Err(error @ narvik_core::Error::CorruptRecord { .. }) => {
             tracing::error!(%error, "session record does not decode; treating the request as signed out");
+            state.undecodable_session_id = Some(token.session_id());
         }
         Err(error) => return Err(error),
     }

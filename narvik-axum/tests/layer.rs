@@ -582,6 +582,16 @@ async fn a_record_that_no_longer_fits_the_data_type_runs_signed_out() {
         .await
         .expect("store")
         .is_some());
+    // Signing out still ends the undecodable record, so a stolen copy of the token dies too.
+    let reply = send(&h.app, post_with("/sign-out", Some(token))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.set_cookies, [BLANK]);
+    assert!(h
+        .store
+        .fetch_session(&narvik_core::token::session_id_from_token(token))
+        .await
+        .expect("store")
+        .is_none());
 }
 
 #[tokio::test]
