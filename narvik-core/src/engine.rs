@@ -113,6 +113,13 @@ impl<D> Narvik<D> {
         &self.inner.store
     }
 
+    /// The store as a trait object. Calls go through this rather than the `Arc`: method lookup
+    /// would otherwise pick the `SessionStore` impl of `Arc<S>`, whose forwarding boxes every
+    /// call's future a second time.
+    fn backend(&self) -> &dyn SessionStore {
+        &*self.inner.store
+    }
+
     /// The current time as the engine sees it, to the millisecond.
     pub fn now(&self) -> OffsetDateTime {
         truncate_to_millis(self.inner.clock.now())
@@ -148,17 +155,17 @@ impl<D> Narvik<D> {
 
     /// Deletes a session (logout). Deleting an unknown session succeeds.
     pub async fn invalidate_session(&self, session_id: &str) -> Result<()> {
-        self.inner.store.delete_session(session_id).await
+        self.backend().delete_session(session_id).await
     }
 
     /// Deletes every session of a user (for example after a password reset).
     pub async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        self.inner.store.delete_sessions_for_user(user_id).await
+        self.backend().delete_sessions_for_user(user_id).await
     }
 
     /// Deletes every expired session and returns the store's count.
     pub async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        self.inner.store.delete_all_expired_sessions().await
+        self.backend().delete_all_expired_sessions().await
     }
 
     /// Deletes every session of `user_id` except `keep_session_id` ("sign out other devices",
@@ -168,10 +175,10 @@ impl<D> Narvik<D> {
         user_id: &str,
         keep_session_id: &str,
     ) -> Result<u64> {
-        let records = self.inner.store.fetch_sessions_for_user(user_id).await?;
+        let records = self.backend().fetch_sessions_for_user(user_id).await?;
         let mut deleted = 0;
         for record in records.iter().filter(|record| record.id != keep_session_id) {
-            self.inner.store.delete_session(&record.id).await?;
+            self.backend().delete_session(&record.id).await?;
             deleted += 1;
         }
         Ok(deleted)
@@ -193,7 +200,7 @@ impl<D> Narvik<D> {
         for attempt in 1..=attempts {
             let token = SessionToken::generate()?;
             record.id = token.session_id();
-            match self.inner.store.save_session(record).await {
+            match self.backend().save_session(record).await {
                 Ok(()) => return Ok(token),
                 Err(Error::DuplicateId) => {
                     tracing::warn!(
@@ -222,8 +229,7 @@ impl<D> Narvik<D> {
             return Ok(());
         };
         let mut live: Vec<SessionRecord> = self
-            .inner
-            .store
+            .backend()
             .fetch_sessions_for_user(user_id)
             .await?
             .into_iter()
@@ -244,7 +250,7 @@ impl<D> Narvik<D> {
                 session = short_id(&record.id),
                 "evicting oldest session of user"
             );
-            self.inner.store.delete_session(&record.id).await?;
+            self.backend().delete_session(&record.id).await?;
         }
         Ok(())
     }
@@ -277,7 +283,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             user_id: user_id.to_owned(),
             expires_at: self.expiry_from(now, created_at),
             created_at,
-            data: Arc::new(json),
+            data: json.into(),
         };
         let token = self.save_with_fresh_token(&mut record).await?;
         if let Err(error) = self
@@ -285,7 +291,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             .await
         {
             // Best effort: a create that reports failure leaves no session behind.
-            let _ = self.inner.store.delete_session(&record.id).await;
+            let _ = self.backend().delete_session(&record.id).await;
             return Err(error);
         }
         Ok(CreatedSession {
@@ -335,8 +341,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         if now >= session.expires_at - half_life {
             let extended_to = self.expiry_from(now, session.created_at);
             if extended_to > session.expires_at {
-                self.inner
-                    .store
+                self.backend()
                     .update_session_expiry(&session.id, extended_to)
                     .await?;
                 session.expires_at = extended_to;
@@ -352,7 +357,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         session_id: &str,
         now: OffsetDateTime,
     ) -> Result<Option<Session<D>>> {
-        let Some(record) = self.inner.store.fetch_session(session_id).await? else {
+        let Some(record) = self.backend().fetch_session(session_id).await? else {
             return Ok(None);
         };
         // The absolute cap is checked here too, so a cap added to a running deployment also
@@ -363,7 +368,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             .absolute_lifetime
             .is_some_and(|cap| now >= record.created_at + cap);
         if record.is_expired(now) || past_cap {
-            self.inner.store.delete_session(session_id).await?;
+            self.backend().delete_session(session_id).await?;
             return Ok(None);
         }
         Session::from_record(record).map(Some)
@@ -387,9 +392,9 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         let created = self
             .create_session_at(&old.user_id, old.data, old.created_at, now, Some(&old.id))
             .await?;
-        if let Err(error) = self.inner.store.delete_session(&old.id).await {
+        if let Err(error) = self.backend().delete_session(&old.id).await {
             // Best effort: do not leave two live sessions when the caller sees a failure.
-            let _ = self.inner.store.delete_session(&created.session.id).await;
+            let _ = self.backend().delete_session(&created.session.id).await;
             return Err(error);
         }
         Ok(Some(created))
@@ -398,8 +403,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Every live session of `user_id` ("your devices"). Needs a store with the per-user calls.
     pub async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<Session<D>>> {
         let now = self.now();
-        self.inner
-            .store
+        self.backend()
             .fetch_sessions_for_user(user_id)
             .await?
             .into_iter()

@@ -5,6 +5,7 @@
 pub mod clock;
 pub mod config;
 pub mod cookie;
+mod data;
 mod engine;
 pub mod error;
 pub mod session;
@@ -16,6 +17,7 @@ pub use async_trait::async_trait;
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{NarvikBuilder, NarvikConfig};
 pub use cookie::{Cookie, CookieConfig, SameSite};
+pub use data::SessionData;
 pub use engine::{CreatedSession, Narvik};
 pub use error::{BoxError, Error, OptionalOperation, Result};
 pub use session::{Session, SessionRecord};

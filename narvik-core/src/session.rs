@@ -1,11 +1,10 @@
 //! Sessions as the application sees them ([`Session`]) and as a store keeps them
 //! ([`SessionRecord`]).
 
-use std::sync::Arc;
-
 use serde::{de::DeserializeOwned, Serialize};
 use time::OffsetDateTime;
 
+use crate::data::SessionData;
 use crate::error::{Error, Result};
 
 /// A session as a store keeps it: the additional data is plain JSON, so a store never needs to
@@ -23,11 +22,9 @@ pub struct SessionRecord {
     pub expires_at: OffsetDateTime,
     /// When the session was created (the base of the absolute lifetime cap).
     pub created_at: OffsetDateTime,
-    /// The application's additional data, as JSON (`null` when the application has none).
-    ///
-    /// Shared rather than owned so that a store keeping records in memory hands out a record
-    /// without copying the data tree; the engine decodes the typed data straight from it.
-    pub data: Arc<serde_json::Value>,
+    /// The application's additional data, as JSON (`null` when the application has none):
+    /// a shared value or the text the store read (see [`SessionData`]).
+    pub data: SessionData,
 }
 
 impl SessionRecord {
@@ -78,9 +75,7 @@ impl<D: DeserializeOwned> Session<D> {
     ///
     /// A record whose data does not fit `D` is an [`Error::CorruptRecord`], never a panic.
     pub fn from_record(record: SessionRecord) -> Result<Self> {
-        // Decoding from a borrowed value copies only what `D` keeps: the one copy of the data
-        // on the way from the store to the application.
-        let data = D::deserialize(&*record.data).map_err(|source| {
+        let data = record.data.decode::<D>().map_err(|source| {
             Error::corrupt(
                 format!(
                     "additional data of session {} does not fit `{}`",
@@ -112,7 +107,7 @@ impl<D: Serialize> Session<D> {
             user_id: self.user_id.clone(),
             expires_at: self.expires_at,
             created_at: self.created_at,
-            data: Arc::new(data),
+            data: data.into(),
         })
     }
 }

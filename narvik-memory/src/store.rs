@@ -6,7 +6,7 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use narvik_core::{Clock, Error, Result, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{Clock, Error, Result, SessionData, SessionRecord, SessionStore, SystemClock};
 use time::OffsetDateTime;
 
 /// How many id shards (and user-index shards) a store has unless told otherwise. Enough that
@@ -25,7 +25,7 @@ struct Entry {
     user_id: Arc<str>,
     expires_at: OffsetDateTime,
     created_at: OffsetDateTime,
-    data: Arc<serde_json::Value>,
+    data: SessionData,
 }
 
 impl Entry {
@@ -39,7 +39,7 @@ impl Entry {
             created_at: self.created_at,
             // Shared, not copied: the engine decodes the typed data from it, which is the
             // one copy of the data a validation makes.
-            data: Arc::clone(&self.data),
+            data: self.data.clone(),
         }
     }
 }
@@ -179,7 +179,7 @@ impl MemoryStore {
     fn insert(&self, record: &SessionRecord) -> Result<()> {
         // Copies are made before any lock is taken, to keep the critical section short.
         let id: Arc<str> = Arc::from(record.id.as_str());
-        let data = Arc::clone(&record.data);
+        let data = record.data.clone();
         let mut shard = write(self.shard(&record.id));
         if shard.records.contains_key(record.id.as_str()) {
             return Err(Error::DuplicateId);

@@ -34,12 +34,16 @@ pub(crate) mod field {
 
 /// The document stored for `record`.
 pub(crate) fn to_document(record: &SessionRecord) -> Result<Document> {
+    let data = record
+        .data
+        .to_value()
+        .map_err(|error| Error::InvalidData(format!("session data is not JSON: {error}")))?;
     Ok(doc! {
         field::ID: &record.id,
         field::USER_ID: &record.user_id,
         field::EXPIRES_AT: to_bson_date(record.expires_at),
         field::CREATED_AT: to_bson_date(record.created_at),
-        field::DATA: json_to_bson(&record.data)?,
+        field::DATA: json_to_bson(&data)?,
     })
 }
 

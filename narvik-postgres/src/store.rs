@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
-use narvik_core::{Clock, Result, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{Clock, Error, Result, SessionRecord, SessionStore, SystemClock};
 
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error};
@@ -234,7 +234,10 @@ fn record_from_row(row: &PgRow) -> Result<SessionRecord> {
         user_id: row.try_get("user_id").map_err(map_sqlx_error)?,
         expires_at: row.try_get("expires_at").map_err(map_sqlx_error)?,
         created_at: row.try_get("created_at").map_err(map_sqlx_error)?,
-        data: row.try_get("data").map_err(map_sqlx_error)?,
+        data: row
+            .try_get::<serde_json::Value, _>("data")
+            .map_err(map_sqlx_error)?
+            .into(),
     })
 }
 
@@ -242,6 +245,10 @@ fn record_from_row(row: &PgRow) -> Result<SessionRecord> {
 impl SessionStore for PostgresStore {
     #[tracing::instrument(name = "narvik_postgres.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
+        let data = record
+            .data
+            .to_value()
+            .map_err(|error| Error::InvalidData(format!("session data is not JSON: {error}")))?;
         // timestamptz keeps microseconds and rounds below; narvik promises milliseconds, so
         // truncate here rather than let the server round up into the next millisecond.
         sqlx::query(self.inner.sql.insert.clone())
@@ -249,7 +256,7 @@ impl SessionStore for PostgresStore {
             .bind(&record.user_id)
             .bind(truncate_to_millis(record.expires_at))
             .bind(truncate_to_millis(record.created_at))
-            .bind(&record.data)
+            .bind(data.as_ref())
             .execute(&self.inner.pool)
             .await
             .map_err(map_insert_error)?;

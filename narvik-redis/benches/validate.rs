@@ -1,10 +1,14 @@
 //! `validate_session` through narvik-redis against the ways of reading one ~200-byte value
-//! from Redis, side by side in one run: 64 concurrent tasks, each row for a fixed time, two
-//! alternating rounds. Figures are only comparable within one run.
+//! from Redis, side by side in one run: 64 concurrent tasks, each row for a fixed time, in many
+//! short rounds of rotating order. A row's ratio to the raw `GET` is taken within each round and
+//! the median over rounds is reported: on a shared machine the throughput drifts between rounds,
+//! and within-round ratios cancel the drift. Figures are only comparable within one run.
 //!
 //! ```text
 //! cargo bench -p narvik-redis --bench validate
-//! NARVIK_BENCH_SECS=3 NARVIK_TEST_REDIS_URL=redis://host:6379 cargo bench -p narvik-redis --bench validate
+//! NARVIK_BENCH_SECS=1 NARVIK_BENCH_ROUNDS=21 NARVIK_TEST_REDIS_URL=redis://host:6379 cargo bench -p narvik-redis --bench validate
+//! NARVIK_BENCH_ONLY=raw,validate   # rows whose name contains one of these
+//! NARVIK_BENCH_TASKS=1             # concurrency (default 64)
 //! ```
 
 use std::collections::HashMap;
@@ -22,7 +26,8 @@ use tower_sessions_redis_store::fred::prelude::{
     ClientLike, Config as FredConfig, Pool as FredPool,
 };
 
-const TASKS: usize = 64;
+/// Concurrent tasks unless `NARVIK_BENCH_TASKS` says otherwise (the issue's figure).
+const DEFAULT_TASKS: usize = 64;
 
 type Op = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
 
@@ -49,11 +54,80 @@ fn data() -> Data {
     }
 }
 
-/// Runs `op` on 64 tasks for `duration`; returns operations per second.
-async fn measure(op: &Op, duration: Duration) -> f64 {
+/// CPU seconds (user + system) this process has used so far, from `/proc/self/stat`
+/// (Linux; 0 elsewhere, which shows as a zero column).
+fn client_cpu_secs() -> f64 {
+    let Ok(stat) = std::fs::read_to_string("/proc/self/stat") else {
+        return 0.0;
+    };
+    // Fields after the command name, which is in parentheses: utime and stime are 14 and 15.
+    let Some((_, rest)) = stat.rsplit_once(')') else {
+        return 0.0;
+    };
+    let fields: Vec<&str> = rest.split_whitespace().collect();
+    let ticks = |index: usize| {
+        fields
+            .get(index)
+            .and_then(|field| field.parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    // Linux reports in USER_HZ, 100 per second on every mainstream configuration.
+    (ticks(11) + ticks(12)) / 100.0
+}
+
+/// CPU seconds the Redis server has used so far (`INFO cpu`).
+async fn server_cpu_secs(raw: &mut redis::aio::MultiplexedConnection) -> f64 {
+    let info: String = redis::cmd("INFO")
+        .arg("cpu")
+        .query_async(raw)
+        .await
+        .expect("INFO cpu");
+    info.lines()
+        .filter_map(|line| line.split_once(':'))
+        .filter(|(name, _)| *name == "used_cpu_user" || *name == "used_cpu_sys")
+        .filter_map(|(_, value)| value.trim().parse::<f64>().ok())
+        .sum()
+}
+
+/// One row's figures in one round.
+#[derive(Clone, Copy)]
+struct Sample {
+    ops_per_sec: f64,
+    /// CPU microseconds per operation in this process (client, runtime, driver).
+    client_us: f64,
+    /// CPU microseconds per operation in the Redis server.
+    server_us: f64,
+    /// Throughput relative to the first row (raw `GET`) in the same round.
+    vs_baseline: f64,
+}
+
+/// Runs `op` on `tasks` tasks for `duration`, with the CPU both sides spent on it.
+async fn measure_cpu(
+    op: &Op,
+    tasks: usize,
+    duration: Duration,
+    raw: &mut redis::aio::MultiplexedConnection,
+) -> Sample {
+    let server_before = server_cpu_secs(raw).await;
+    let client_before = client_cpu_secs();
+    let start = Instant::now();
+    let ops_per_sec = measure(op, tasks, duration).await;
+    let ops = ops_per_sec * start.elapsed().as_secs_f64();
+    let client = client_cpu_secs() - client_before;
+    let server = server_cpu_secs(raw).await - server_before;
+    Sample {
+        ops_per_sec,
+        client_us: client * 1e6 / ops,
+        server_us: server * 1e6 / ops,
+        vs_baseline: 1.0,
+    }
+}
+
+/// Runs `op` on `tasks` tasks for `duration`; returns operations per second.
+async fn measure(op: &Op, tasks: usize, duration: Duration) -> f64 {
     let start = Instant::now();
     let deadline = start + duration;
-    let tasks: Vec<_> = (0..TASKS)
+    let handles: Vec<_> = (0..tasks)
         .map(|task| {
             let op = Arc::clone(op);
             tokio::spawn(async move {
@@ -67,7 +141,7 @@ async fn measure(op: &Op, duration: Duration) -> f64 {
         })
         .collect();
     let mut total = 0;
-    for task in tasks {
+    for task in handles {
         total += task.await.expect("bench task");
     }
     total as f64 / start.elapsed().as_secs_f64()
@@ -80,8 +154,13 @@ async fn main() {
     let secs: f64 = std::env::var("NARVIK_BENCH_SECS")
         .ok()
         .and_then(|secs| secs.parse().ok())
-        .unwrap_or(2.0);
+        .unwrap_or(0.5);
     let duration = Duration::from_secs_f64(secs);
+    let tasks: usize = std::env::var("NARVIK_BENCH_TASKS")
+        .ok()
+        .and_then(|tasks| tasks.parse().ok())
+        .filter(|tasks| *tasks > 0)
+        .unwrap_or(DEFAULT_TASKS);
     let prefix = format!("narvik-redis-bench:{:016x}", rand::random::<u64>());
 
     // narvik: one session per task, fresh (no extension during the run).
@@ -92,7 +171,7 @@ async fn main() {
         .expect("connect narvik-redis");
     let narvik: Narvik<Data> = Narvik::new(Arc::new(store.clone()));
     let mut tokens = Vec::new();
-    for task in 0..TASKS {
+    for task in 0..tasks {
         let created = narvik
             .create_session(&format!("user-{task}"), data())
             .await
@@ -264,7 +343,7 @@ async fn main() {
                 })
             })
         }),
-        ("narvik-redis `validate_session`, deadpool backend", {
+        ("narvik-redis on a deadpool pool: `validate_session`", {
             let narvik = pooled_narvik.clone();
             let tokens = Arc::clone(&tokens);
             Arc::new(move |task| {
@@ -300,40 +379,64 @@ async fn main() {
         .into_iter()
         .filter(|(name, _)| only.split(',').any(|part| name.contains(part)))
         .collect();
-    // Warm-up, then rounds in rotating order (NARVIK_BENCH_ROUNDS, default 3); the median counts.
+    // NARVIK_BENCH_SEQUENTIAL=N: run each kept row N times on one task and stop, for counting
+    // instructions per operation under callgrind (the difference of two N cancels the set-up).
+    if let Some(count) = std::env::var("NARVIK_BENCH_SEQUENTIAL")
+        .ok()
+        .and_then(|count| count.parse::<usize>().ok())
+    {
+        for (_, op) in &rows {
+            for _ in 0..count {
+                op(0).await;
+            }
+        }
+        return;
+    }
+    // Warm-up, then rounds in rotating order (NARVIK_BENCH_ROUNDS, default 15); medians count.
     for (_, op) in &rows {
-        measure(op, Duration::from_millis(300)).await;
+        measure(op, tasks, Duration::from_millis(300)).await;
     }
     let rounds: usize = std::env::var("NARVIK_BENCH_ROUNDS")
         .ok()
         .and_then(|rounds| rounds.parse().ok())
-        .unwrap_or(3);
+        .unwrap_or(15);
     let mut results = vec![Vec::new(); rows.len()];
     for round in 0..rounds {
         // Each round starts at a different row, so no row always follows the same neighbour.
+        let mut this_round = vec![None; rows.len()];
         for step in 0..rows.len() {
             let row = (round + step) % rows.len();
-            results[row].push(measure(&rows[row].1, duration).await);
+            this_round[row] = Some(measure_cpu(&rows[row].1, tasks, duration, &mut raw).await);
+        }
+        let this_round: Vec<Sample> = this_round.into_iter().flatten().collect();
+        let baseline = this_round[0].ops_per_sec;
+        for (row, mut sample) in this_round.into_iter().enumerate() {
+            sample.vs_baseline = sample.ops_per_sec / baseline;
+            results[row].push(sample);
         }
     }
-    let median = |samples: &Vec<f64>| {
-        let mut sorted = samples.clone();
+    let median = |samples: &Vec<Sample>, field: fn(&Sample) -> f64| {
+        let mut sorted: Vec<f64> = samples.iter().map(field).collect();
         sorted.sort_by(f64::total_cmp);
         sorted[sorted.len() / 2]
     };
-    let baseline = median(&results[0]);
     println!(
-        "\n{TASKS} tasks, {record_len}-byte value, {secs} s per row, {rounds} rounds in rotating order (median)\n"
+        "\n{tasks} tasks, {record_len}-byte value, {secs} s per row, {rounds} rounds in rotating order (medians; the ratio is taken within each round)\n"
     );
-    println!("| way to read one session | ops/s | vs raw GET |");
-    println!("| --- | ---: | ---: |");
+    println!(
+        "| way to read one session | ops/s | vs raw GET | client CPU µs/op | Redis CPU µs/op |"
+    );
+    println!("| --- | ---: | ---: | ---: | ---: |");
     for ((name, _), samples) in rows.iter().zip(&results) {
-        let ops = median(samples);
-        println!("| {name} | {ops:.0} | {:.2}x |", ops / baseline);
+        let ops = median(samples, |sample| sample.ops_per_sec);
+        let ratio = median(samples, |sample| sample.vs_baseline);
+        let client = median(samples, |sample| sample.client_us);
+        let server = median(samples, |sample| sample.server_us);
+        println!("| {name} | {ops:.0} | {ratio:.2}x | {client:.2} | {server:.2} |");
     }
 
     // Leave nothing behind (everything carries a TTL anyway).
-    for task in 0..TASKS {
+    for task in 0..tasks {
         store
             .delete_sessions_for_user(&format!("user-{task}"))
             .await

@@ -102,20 +102,22 @@ impl Backend {
 
     /// A connection for one store operation.
     pub(crate) async fn get(&self) -> Result<Conn<'_>> {
+        // The pools' checkout futures are boxed: unboxed, their ~7 KB would be part of every
+        // store future, the multiplexed hot path's included, and copied on every call.
         Ok(match self {
             Self::Multiplexed(shared) => {
                 let (generation, connection) = shared.current();
                 Conn::Multiplexed(connection, generation, shared)
             }
-            Self::Pool(pool) => {
-                Conn::Pooled(Box::new(pool.get().await.map_err(Error::unavailable)?))
-            }
+            Self::Pool(pool) => Conn::Pooled(Box::new(
+                Box::pin(pool.get()).await.map_err(Error::unavailable)?,
+            )),
             #[cfg(feature = "cluster")]
             Self::Cluster(cluster) => Conn::Cluster(cluster.clone()),
             #[cfg(feature = "cluster")]
-            Self::ClusterPool(pool) => {
-                Conn::ClusterPooled(Box::new(pool.get().await.map_err(Error::unavailable)?))
-            }
+            Self::ClusterPool(pool) => Conn::ClusterPooled(Box::new(
+                Box::pin(pool.get()).await.map_err(Error::unavailable)?,
+            )),
         })
     }
 }

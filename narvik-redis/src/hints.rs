@@ -9,9 +9,6 @@
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 
-use narvik_core::SessionRecord;
-use time::OffsetDateTime;
-
 const SHARDS: usize = 16;
 const ENTRIES_PER_SHARD: usize = 4096;
 
@@ -22,16 +19,17 @@ pub(crate) struct Hints {
 }
 
 impl Hints {
-    /// Whether the engine may extend this record now, judged without knowing its lifetime.
+    /// Whether the engine may extend a record now, judged without knowing its lifetime (times
+    /// in Unix ms, as stored).
     ///
     /// The engine extends in the last half of the lifetime, and a record's
     /// `expires_at - created_at` is at least the lifetime (it only grows with extensions), so
     /// this is true whenever an extension can follow. Fresh sessions, the common case, skip
     /// the map. (An absolute lifetime cap can shorten that span: such an extension just reads
     /// the user from the record, one round trip more.)
-    pub(crate) fn may_be_extended(record: &SessionRecord, now: OffsetDateTime) -> bool {
-        let remaining = record.expires_at - now;
-        remaining <= (record.expires_at - record.created_at) / 2
+    pub(crate) fn may_be_extended(created_ms: i64, expires_ms: i64, now_ms: i64) -> bool {
+        let remaining = expires_ms.saturating_sub(now_ms);
+        remaining <= expires_ms.saturating_sub(created_ms) / 2
     }
 
     fn shard(&self, session_id: &str) -> &Mutex<HashMap<Box<str>, Arc<str>>> {
@@ -74,37 +72,21 @@ impl Hints {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use time::macros::datetime;
 
-    fn record(created_at: OffsetDateTime, expires_at: OffsetDateTime) -> SessionRecord {
-        SessionRecord {
-            id: "id".into(),
-            user_id: "alice".into(),
-            expires_at,
-            created_at,
-            data: serde_json::Value::Null.into(),
-        }
-    }
+    const DAY_MS: i64 = 24 * 3600 * 1000;
 
     #[test]
     fn remembers_exactly_when_the_engine_may_extend() {
-        let created = datetime!(2030-01-01 0:00 UTC);
-        let fresh = record(created, created + time::Duration::days(30));
-        // The engine extends from the last half of the lifetime on.
-        assert!(!Hints::may_be_extended(
-            &fresh,
-            created + time::Duration::days(14)
-        ));
-        assert!(Hints::may_be_extended(
-            &fresh,
-            created + time::Duration::days(15)
-        ));
+        let created = 1_893_456_000_000; // 2030-01-01, in ms
+        let day = |n: i64| created + n * DAY_MS;
+        // A fresh 30-day session: the engine extends from the last half of the lifetime on.
+        assert!(!Hints::may_be_extended(created, day(30), day(14)));
+        assert!(Hints::may_be_extended(created, day(30), day(15)));
         // Extended once on day 20: expires day 50, lifetime still 30, next extension from day 35.
-        let extended = record(created, created + time::Duration::days(50));
-        assert!(Hints::may_be_extended(
-            &extended,
-            created + time::Duration::days(35)
-        ));
+        assert!(Hints::may_be_extended(created, day(50), day(35)));
+        // Extreme stored times never overflow.
+        assert!(!Hints::may_be_extended(i64::MIN, i64::MAX, 0));
+        assert!(Hints::may_be_extended(i64::MAX, i64::MIN, 0));
     }
 
     #[test]

@@ -9,7 +9,9 @@
 //! One `GET` returns a whole record. The Lua scripts read the user id with `GETRANGE` and move
 //! the expiry with `SETRANGE` at a fixed offset, without touching (or parsing) the data.
 
-use narvik_core::{Error, Result, SessionRecord};
+use narvik_core::{Error, Result, SessionData, SessionRecord};
+use std::time::{SystemTime, UNIX_EPOCH};
+
 use time::OffsetDateTime;
 
 /// Bytes before the user id; the scripts (`scripts/lib.lua`) use the same constant.
@@ -18,6 +20,15 @@ const VERSION: &[u8; 2] = b"n1";
 const EXPIRES: std::ops::Range<usize> = 2..18;
 const CREATED: std::ops::Range<usize> = 18..34;
 const USER_LEN: std::ops::Range<usize> = 34..42;
+
+/// The current time in milliseconds since the Unix epoch, read without calendar arithmetic.
+pub(crate) fn now_ms() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        // Milliseconds since 1970 fit an i64 for the next 292 million years.
+        Ok(since) => since.as_millis() as i64,
+        Err(before) => -(before.duration().as_millis() as i64),
+    }
+}
 
 /// Milliseconds since the Unix epoch (times are kept to the millisecond).
 pub(crate) fn unix_ms(at: OffsetDateTime) -> i64 {
@@ -41,14 +52,33 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>> {
     value.extend_from_slice(time_field(unix_ms(record.created_at)).as_bytes());
     value.extend_from_slice(format!("{user_len:08x}").as_bytes());
     value.extend_from_slice(user);
-    serde_json::to_writer(&mut value, &record.data)
+    record
+        .data
+        .write_json(&mut value)
         .map_err(|error| Error::InvalidData(error.to_string()))?;
     Ok(value)
 }
 
-/// Decodes a stored value; anything that is not a well-formed record is
-/// [`Error::CorruptRecord`].
-pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<SessionRecord> {
+/// A decoded value: the record, and its times as stored (Unix ms), which the read path compares
+/// without going through `OffsetDateTime`.
+pub(crate) struct Decoded {
+    pub(crate) record: SessionRecord,
+    pub(crate) expires_ms: i64,
+    pub(crate) created_ms: i64,
+}
+
+impl Decoded {
+    /// Whether the record has expired at `now_ms` (exclusive, as `SessionRecord::is_expired`).
+    pub(crate) fn is_expired(&self, now_ms: i64) -> bool {
+        now_ms >= self.expires_ms
+    }
+}
+
+/// Decodes a stored value; a header that is not a narvik record's is [`Error::CorruptRecord`].
+///
+/// The data is handed on as the text it is, unparsed: the engine parses it once, into the
+/// application's type (text that is not JSON is a corrupt record then).
+pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<Decoded> {
     let corrupt = |reason: &str| Error::CorruptRecord {
         reason: format!(
             "redis value of session {}: {reason}",
@@ -70,21 +100,34 @@ pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<SessionRecord> {
     let user_id = std::str::from_utf8(&value[HEADER_LEN..user_end])
         .map_err(|error| Error::corrupt("user id is not UTF-8", error))?
         .to_owned();
-    let data = serde_json::from_slice(&value[user_end..])
-        .map_err(|error| Error::corrupt("data is not JSON", error))?;
-    Ok(SessionRecord {
+    let data = std::str::from_utf8(&value[user_end..])
+        .map_err(|error| Error::corrupt("data is not UTF-8", error))?;
+    let record = SessionRecord {
         id: session_id.to_owned(),
         user_id,
         expires_at: from_unix_ms(expires_ms).ok_or_else(|| corrupt("expiry out of range"))?,
         created_at: from_unix_ms(created_ms)
             .ok_or_else(|| corrupt("creation time out of range"))?,
-        data,
+        data: SessionData::from_json_text(data),
+    };
+    Ok(Decoded {
+        record,
+        expires_ms,
+        created_ms,
     })
 }
 
+/// A fixed-width field of lowercase hex digits (as written by [`time_field`]).
 fn hex_field(field: &[u8]) -> Option<u64> {
-    let text = std::str::from_utf8(field).ok()?;
-    u64::from_str_radix(text, 16).ok()
+    // By hand: this runs three times per fetch, and `from_str_radix` needs a UTF-8 check first.
+    field.iter().try_fold(0_u64, |number, &digit| {
+        let nibble = match digit {
+            b'0'..=b'9' => digit - b'0',
+            b'a'..=b'f' => digit - b'a' + 10,
+            _ => return None,
+        };
+        Some((number << 4) | u64::from(nibble))
+    })
 }
 
 fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {
@@ -111,7 +154,10 @@ mod tests {
         for user in ["", "{x}", "ünï\u{0}code", &"u".repeat(1024)] {
             let original = record(user, serde_json::json!({"a": [1, -2.5, null], "b": "\"\\"}));
             let value = encode(&original).expect("encodes");
-            assert_eq!(decode("abc", &value).expect("decodes"), original);
+            let decoded = decode("abc", &value).expect("decodes");
+            assert_eq!(decoded.record, original);
+            assert_eq!(decoded.expires_ms, unix_ms(original.expires_at));
+            assert_eq!(decoded.created_ms, unix_ms(original.created_at));
         }
     }
 
@@ -129,17 +175,33 @@ mod tests {
         let valid = encode(&record("alice", serde_json::json!({}))).expect("encodes");
         let mut long_user = valid.clone();
         long_user[USER_LEN].copy_from_slice(b"ffffffff");
+        let mut bad_digit = valid.clone();
+        bad_digit[EXPIRES.start] = b'g';
+        let mut not_utf8 = valid.clone();
+        not_utf8.push(0xff);
         for value in [
             b"".to_vec(),
             b"n1zzzz".to_vec(),
             b"hello world, this is not a record at all!!!!".to_vec(),
             long_user,
-            valid[..valid.len() - 1].to_vec(),
+            bad_digit,
+            not_utf8,
         ] {
             assert!(matches!(
-                decode("abc", &value),
+                decode("abc", &value).map(|decoded| decoded.record),
                 Err(Error::CorruptRecord { .. })
             ));
         }
+    }
+
+    #[test]
+    fn data_that_is_not_json_fails_when_decoded() {
+        let valid = encode(&record("alice", serde_json::json!({"a": 1}))).expect("encodes");
+        let truncated = decode("abc", &valid[..valid.len() - 1])
+            .expect("the header is intact")
+            .record;
+        assert!(truncated.data.decode::<serde_json::Value>().is_err());
+        let engine_view = narvik_core::Session::<serde_json::Value>::from_record(truncated);
+        assert!(matches!(engine_view, Err(Error::CorruptRecord { .. })));
     }
 }

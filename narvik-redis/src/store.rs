@@ -14,7 +14,7 @@ use crate::config::RedisStoreBuilder;
 use crate::connection::{Backend, Conn};
 use crate::hints::Hints;
 use crate::keys::{KeySpace, QUEUE_GRACE_MS};
-use crate::record::{self, time_field, unix_ms};
+use crate::record::{self, now_ms, time_field, unix_ms};
 use crate::scripts::SCRIPTS;
 
 /// Ids per `MGET`, `DEL` or script call in the per-user and expiry calls.
@@ -48,10 +48,6 @@ impl std::fmt::Debug for RedisStore {
 
 fn unavailable(error: RedisError) -> Error {
     Error::unavailable(error)
-}
-
-fn now_ms() -> i64 {
-    unix_ms(OffsetDateTime::now_utc())
 }
 
 impl RedisStore {
@@ -258,16 +254,18 @@ impl RedisStore {
         let Some(value) = value else {
             return Ok(None);
         };
-        let record = record::decode(session_id, &value)?;
+        let decoded = record::decode(session_id, &value)?;
         // Redis removes the key at expires_at by its own clock; hide it already by ours.
-        let now = OffsetDateTime::now_utc();
-        if record.is_expired(now) {
+        let now = now_ms();
+        if decoded.is_expired(now) {
             return Ok(None);
         }
-        if Hints::may_be_extended(&record, now) {
-            self.inner.hints.remember(session_id, &record.user_id);
+        if Hints::may_be_extended(decoded.created_ms, decoded.expires_ms, now) {
+            self.inner
+                .hints
+                .remember(session_id, &decoded.record.user_id);
         }
-        Ok(Some(record))
+        Ok(Some(decoded.record))
     }
 
     async fn update(&self, session_id: &str, expires_at: OffsetDateTime) -> Result<()> {
@@ -387,8 +385,7 @@ impl RedisStore {
     async fn fetch_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
         let keys = &self.inner.keys;
         let index = keys.index(user_id);
-        let now = OffsetDateTime::now_utc();
-        let now_ms = unix_ms(now);
+        let now_ms = now_ms();
         let mut conn = self.inner.backend.get().await?;
         let (ids,): (Vec<String>,) = redis::pipe()
             .cmd("ZREMRANGEBYSCORE")
@@ -416,9 +413,9 @@ impl RedisStore {
                 // No value: deleted or expired since the index was read, or (cluster) a save
                 // still in flight. Either way not a live session now.
                 let Some(value) = value else { continue };
-                let record = record::decode(id, &value)?;
-                if record.user_id == user_id && !record.is_expired(now) {
-                    records.push(record);
+                let decoded = record::decode(id, &value)?;
+                if decoded.record.user_id == user_id && !decoded.is_expired(now_ms) {
+                    records.push(decoded.record);
                 }
             }
         }
