@@ -282,6 +282,35 @@ async fn main() {
                 })
             })
         }),
+        (
+            "floor: SHA-256 of the token + raw GET of its record + typed decode",
+            {
+                // The least any validation does: hash the token to its id, read the record,
+                // decode the data. What narvik adds on top is the gap to this row.
+                let raw = raw.clone();
+                let tokens = Arc::clone(&tokens);
+                // Where each task's data JSON starts: after the header and its user id.
+                let offsets: Arc<Vec<usize>> = Arc::new(
+                    (0..tokens.len())
+                        .map(|task| 42 + format!("user-{task}").len())
+                        .collect(),
+                );
+                let record_prefix = format!("{prefix}:s:");
+                Arc::new(move |task| {
+                    let mut raw = raw.clone();
+                    let offset = offsets[task];
+                    let key = format!(
+                        "{record_prefix}{}",
+                        narvik_core::token::session_id_from_token(&tokens[task])
+                    );
+                    Box::pin(async move {
+                        let value: Vec<u8> = raw.get(&key).await.expect("GET");
+                        let data: Data = serde_json::from_slice(&value[offset..]).expect("JSON");
+                        std::hint::black_box(data);
+                    })
+                })
+            },
+        ),
         ("redis `ConnectionManager` GET (raw)", {
             let manager = manager.clone();
             let key = raw_key.clone();
