@@ -156,6 +156,12 @@ async fn main() {
         .and_then(|secs| secs.parse().ok())
         .unwrap_or(0.5);
     let duration = Duration::from_secs_f64(secs);
+    // Rounds in rotating order (NARVIK_BENCH_ROUNDS, default 15).
+    let rounds: usize = std::env::var("NARVIK_BENCH_ROUNDS")
+        .ok()
+        .and_then(|rounds| rounds.parse().ok())
+        .filter(|rounds| *rounds > 0)
+        .unwrap_or(15);
     let tasks: usize = std::env::var("NARVIK_BENCH_TASKS")
         .ok()
         .and_then(|tasks| tasks.parse().ok())
@@ -408,7 +414,7 @@ async fn main() {
         .into_iter()
         .filter(|(name, _)| only.split(',').any(|part| name.contains(part)))
         .collect();
-    // NARVIK_BENCH_SEQUENTIAL=N: run each kept row N times on one task and stop, for counting
+    // NARVIK_BENCH_SEQUENTIAL=N: run each kept row N times on one task instead, for counting
     // instructions per operation under callgrind (the difference of two N cancels the set-up).
     if let Some(count) = std::env::var("NARVIK_BENCH_SEQUENTIAL")
         .ok()
@@ -419,23 +425,41 @@ async fn main() {
                 op(0).await;
             }
         }
-        return;
+    } else {
+        report(&rows, tasks, duration, rounds, &mut raw, record_len).await;
     }
-    // Warm-up, then rounds in rotating order (NARVIK_BENCH_ROUNDS, default 15); medians count.
-    for (_, op) in &rows {
+
+    // Leave nothing behind (everything carries a TTL anyway).
+    for task in 0..tasks {
+        store
+            .delete_sessions_for_user(&format!("user-{task}"))
+            .await
+            .expect("cleanup");
+    }
+    let _: () = raw.del(&raw_key).await.expect("cleanup raw");
+    tower_store.delete(&tower_id).await.expect("cleanup tower");
+}
+
+/// Measures every row in rounds of rotating order and prints the table.
+async fn report(
+    rows: &[(&str, Op)],
+    tasks: usize,
+    duration: Duration,
+    rounds: usize,
+    raw: &mut redis::aio::MultiplexedConnection,
+    record_len: usize,
+) {
+    // Warm-up, then rounds in rotating order; medians count.
+    for (_, op) in rows {
         measure(op, tasks, Duration::from_millis(300)).await;
     }
-    let rounds: usize = std::env::var("NARVIK_BENCH_ROUNDS")
-        .ok()
-        .and_then(|rounds| rounds.parse().ok())
-        .unwrap_or(15);
     let mut results = vec![Vec::new(); rows.len()];
     for round in 0..rounds {
         // Each round starts at a different row, so no row always follows the same neighbour.
         let mut this_round = vec![None; rows.len()];
         for step in 0..rows.len() {
             let row = (round + step) % rows.len();
-            this_round[row] = Some(measure_cpu(&rows[row].1, tasks, duration, &mut raw).await);
+            this_round[row] = Some(measure_cpu(&rows[row].1, tasks, duration, raw).await);
         }
         let this_round: Vec<Sample> = this_round.into_iter().flatten().collect();
         let baseline = this_round[0].ops_per_sec;
@@ -450,7 +474,8 @@ async fn main() {
         sorted[sorted.len() / 2]
     };
     println!(
-        "\n{tasks} tasks, {record_len}-byte value, {secs} s per row, {rounds} rounds in rotating order (medians; the ratio is taken within each round)\n"
+        "\n{tasks} tasks, {record_len}-byte value, {} s per row, {rounds} rounds in rotating order (medians; the ratio is taken within each round)\n",
+        duration.as_secs_f64()
     );
     println!(
         "| way to read one session | ops/s | vs raw GET | client CPU µs/op | Redis CPU µs/op |"
@@ -463,14 +488,4 @@ async fn main() {
         let server = median(samples, |sample| sample.server_us);
         println!("| {name} | {ops:.0} | {ratio:.2}x | {client:.2} | {server:.2} |");
     }
-
-    // Leave nothing behind (everything carries a TTL anyway).
-    for task in 0..tasks {
-        store
-            .delete_sessions_for_user(&format!("user-{task}"))
-            .await
-            .expect("cleanup");
-    }
-    let _: () = raw.del(&raw_key).await.expect("cleanup raw");
-    tower_store.delete(&tower_id).await.expect("cleanup tower");
 }
