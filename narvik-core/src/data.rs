@@ -7,6 +7,13 @@ use std::sync::Arc;
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
+use crate::error::{Error, Result};
+
+/// What a store saving the data reports when it cannot be written out as JSON.
+fn not_json(error: serde_json::Error) -> Error {
+    Error::InvalidData(format!("session data is not JSON: {error}"))
+}
+
 /// The additional data of a stored session: JSON, in whichever form the store has at hand.
 ///
 /// A store that keeps parsed values (memory, a document database) hands out a shared
@@ -16,8 +23,8 @@ use serde_json::Value;
 /// never through an intermediate tree. Cloning is cheap in both forms (a shared pointer).
 ///
 /// Text from a store is checked when it is decoded: text that is not JSON makes
-/// [`SessionData::decode`] and [`SessionData::to_value`] fail (the engine reports that as
-/// [`Error::CorruptRecord`](crate::Error::CorruptRecord)).
+/// [`SessionData::decode`] fail (the engine reports that as [`Error::CorruptRecord`]) and
+/// [`SessionData::to_value`] fail with [`Error::InvalidData`].
 ///
 /// ```
 /// use narvik_core::SessionData;
@@ -57,17 +64,18 @@ impl SessionData {
     }
 
     /// The data as a JSON value: borrowed when the store kept one, parsed from text otherwise.
-    pub fn to_value(&self) -> serde_json::Result<Cow<'_, Value>> {
+    /// Text that is not JSON is [`Error::InvalidData`] (what a store saving it reports).
+    pub fn to_value(&self) -> Result<Cow<'_, Value>> {
         match &self.0 {
             Repr::Value(value) => Ok(Cow::Borrowed(value)),
-            Repr::Text(text) => serde_json::from_str(text).map(Cow::Owned),
+            Repr::Text(text) => serde_json::from_str(text).map(Cow::Owned).map_err(not_json),
         }
     }
 
     /// Appends the data as compact JSON text (text from a store is appended as it was read).
-    pub fn write_json(&self, out: &mut Vec<u8>) -> serde_json::Result<()> {
+    pub fn write_json(&self, out: &mut Vec<u8>) -> Result<()> {
         match &self.0 {
-            Repr::Value(value) => serde_json::to_writer(out, &**value),
+            Repr::Value(value) => serde_json::to_writer(out, &**value).map_err(not_json),
             Repr::Text(text) => {
                 out.extend_from_slice(text.as_bytes());
                 Ok(())
@@ -76,9 +84,11 @@ impl SessionData {
     }
 
     /// The data as JSON text: borrowed when a store read it as text, written out otherwise.
-    pub fn to_json_text(&self) -> serde_json::Result<Cow<'_, str>> {
+    pub fn to_json_text(&self) -> Result<Cow<'_, str>> {
         match &self.0 {
-            Repr::Value(value) => serde_json::to_string(&**value).map(Cow::Owned),
+            Repr::Value(value) => serde_json::to_string(&**value)
+                .map(Cow::Owned)
+                .map_err(not_json),
             Repr::Text(text) => Ok(Cow::Borrowed(text)),
         }
     }
@@ -181,7 +191,10 @@ mod tests {
         for bad in ["", "{", "{\"a\":1", "nul", "[1,]", "{\"a\":1} trailing"] {
             let data = SessionData::from_json_text(bad);
             assert!(data.decode::<Value>().is_err(), "{bad:?}");
-            assert!(data.to_value().is_err(), "{bad:?}");
+            assert!(
+                matches!(data.to_value(), Err(Error::InvalidData(_))),
+                "{bad:?}"
+            );
             assert_eq!(data, SessionData::from_json_text(bad));
             assert_ne!(data, SessionData::default());
         }

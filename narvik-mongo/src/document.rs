@@ -34,10 +34,7 @@ pub(crate) mod field {
 
 /// The document stored for `record`.
 pub(crate) fn to_document(record: &SessionRecord) -> Result<Document> {
-    let data = record
-        .data
-        .to_value()
-        .map_err(|error| Error::InvalidData(format!("session data is not JSON: {error}")))?;
+    let data = record.data.to_value()?;
     Ok(doc! {
         field::ID: &record.id,
         field::USER_ID: &record.user_id,

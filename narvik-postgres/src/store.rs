@@ -9,7 +9,7 @@ use time::OffsetDateTime;
 
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
-use narvik_core::{Clock, Error, Result, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{Clock, Result, SessionRecord, SessionStore, SystemClock};
 
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error};
@@ -245,10 +245,7 @@ fn record_from_row(row: &PgRow) -> Result<SessionRecord> {
 impl SessionStore for PostgresStore {
     #[tracing::instrument(name = "narvik_postgres.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        let data = record
-            .data
-            .to_value()
-            .map_err(|error| Error::InvalidData(format!("session data is not JSON: {error}")))?;
+        let data = record.data.to_value()?;
         // timestamptz keeps microseconds and rounds below; narvik promises milliseconds, so
         // truncate here rather than let the server round up into the next millisecond.
         sqlx::query(self.inner.sql.insert.clone())

@@ -52,10 +52,7 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>> {
     value.extend_from_slice(time_field(unix_ms(record.created_at)).as_bytes());
     value.extend_from_slice(format!("{user_len:08x}").as_bytes());
     value.extend_from_slice(user);
-    record
-        .data
-        .write_json(&mut value)
-        .map_err(|error| Error::InvalidData(error.to_string()))?;
+    record.data.write_json(&mut value)?;
     Ok(value)
 }
 
