@@ -18,7 +18,12 @@ use crate::Capabilities;
 pub const SHORT_EXPIRY: Duration = Duration::milliseconds(1_500);
 
 /// Extra time waited after the last short expiry, so that server clocks agree it has passed.
-const EXPIRY_MARGIN: Duration = Duration::milliseconds(500);
+pub const EXPIRY_MARGIN: Duration = Duration::milliseconds(500);
+
+/// How many tasks the bulk helpers ([`save_concurrently`], [`assert_all_stored`], ...) use in
+/// the big cases, so that a slow server (a Python wire-protocol server, a cluster) still gets
+/// through thousands of calls in seconds.
+pub const BULK_TASKS: usize = 16;
 
 /// The wall-clock time now, to the millisecond (the precision every store keeps).
 pub fn now_ms() -> OffsetDateTime {
@@ -132,6 +137,107 @@ pub async fn save_concurrently(
         }));
     }
     join_all(handles).await;
+}
+
+/// A record saved by [`save_expiring_soon`], and whether its save returned before its expiry.
+#[derive(Debug, Clone)]
+pub struct SavedSoon {
+    /// The record as saved.
+    pub record: SessionRecord,
+    /// The save returned while the record was still live by the wall clock, so the store
+    /// received it live. When false the store may have dropped it as already expired (on a
+    /// store with `keeps_already_expired: false`, that is allowed).
+    pub saved_live: bool,
+}
+
+/// Saves `records` from [`BULK_TASKS`] tasks, giving each one, right before its own save, an
+/// expiry [`SHORT_EXPIRY`] from then (and `created_at` a day before that).
+///
+/// For the cases that need thousands of expired records on a store that does not keep records
+/// saved already expired: computed up front, the first records would expire while a slow
+/// server still works through the last. Wait with [`wait_until_expired`] on the result.
+pub async fn save_expiring_soon(
+    store: &Arc<dyn SessionStore>,
+    records: Vec<SessionRecord>,
+) -> Vec<SavedSoon> {
+    let chunk = records.len().div_ceil(BULK_TASKS).max(1);
+    let mut handles = Vec::new();
+    for part in records.chunks(chunk) {
+        let mut part = part.to_vec();
+        let store = Arc::clone(store);
+        handles.push(tokio::spawn(async move {
+            let mut saved = Vec::with_capacity(part.len());
+            for mut record in part.drain(..) {
+                record.expires_at = now_ms() + SHORT_EXPIRY;
+                record.created_at = record.expires_at - Duration::days(1);
+                must(store.save_session(&record).await, "save_session");
+                let saved_live = OffsetDateTime::now_utc() < record.expires_at;
+                saved.push(SavedSoon { record, saved_live });
+            }
+            saved
+        }));
+    }
+    join_all(handles).await.into_iter().flatten().collect()
+}
+
+/// Fetches every one of `records` from [`BULK_TASKS`] tasks and asserts the store holds each
+/// exactly as given.
+pub async fn assert_all_stored(
+    store: &Arc<dyn SessionStore>,
+    records: &[SessionRecord],
+    context: &str,
+) {
+    let chunk = records.len().div_ceil(BULK_TASKS).max(1);
+    let handles = records
+        .chunks(chunk)
+        .map(|part| {
+            let part = part.to_vec();
+            let store = Arc::clone(store);
+            let context = context.to_owned();
+            tokio::spawn(async move {
+                for record in &part {
+                    assert_stored(store.as_ref(), record, &context).await;
+                }
+            })
+        })
+        .collect();
+    join_all(handles).await;
+}
+
+/// Fetches every one of `ids` from [`BULK_TASKS`] tasks and asserts the store has none of them.
+pub async fn assert_all_absent(store: &Arc<dyn SessionStore>, ids: &[String], context: &str) {
+    let chunk = ids.len().div_ceil(BULK_TASKS).max(1);
+    let handles = ids
+        .chunks(chunk)
+        .map(|part| {
+            let part = part.to_vec();
+            let store = Arc::clone(store);
+            let context = context.to_owned();
+            tokio::spawn(async move {
+                for id in &part {
+                    assert_absent(store.as_ref(), id, &context).await;
+                }
+            })
+        })
+        .collect();
+    join_all(handles).await;
+}
+
+/// The ids of `records`, in order.
+pub fn ids_of(records: &[SessionRecord]) -> Vec<String> {
+    records.iter().map(|record| record.id.clone()).collect()
+}
+
+/// Lists `user_id`'s sessions live at `now`, failing the case on an error.
+pub async fn list_at(
+    store: &dyn SessionStore,
+    user_id: &str,
+    now: OffsetDateTime,
+) -> Vec<SessionRecord> {
+    must(
+        store.fetch_sessions_for_user(user_id, now).await,
+        "fetch_sessions_for_user",
+    )
 }
 
 /// Awaits spawned tasks, re-raising the first panic so the case fails with its message.
@@ -253,6 +359,8 @@ pub struct CallCounts {
     pub fetch_session: u64,
     /// `update_session_expiry` calls.
     pub update_session_expiry: u64,
+    /// `update_record_expiry` calls (the engine extends sessions through this one).
+    pub update_record_expiry: u64,
     /// `delete_session` calls.
     pub delete_session: u64,
     /// `fetch_sessions_for_user` calls.
@@ -269,6 +377,7 @@ impl CallCounts {
         self.save_session
             + self.fetch_session
             + self.update_session_expiry
+            + self.update_record_expiry
             + self.delete_session
             + self.fetch_sessions_for_user
             + self.delete_sessions_for_user
@@ -280,7 +389,7 @@ impl CallCounts {
 /// does (and does not) ask of a store.
 pub struct SpyStore {
     inner: Arc<dyn SessionStore>,
-    counters: [AtomicU64; 7],
+    counters: [AtomicU64; 8],
 }
 
 impl SpyStore {
@@ -303,6 +412,7 @@ impl SpyStore {
             fetch_sessions_for_user: read(4),
             delete_sessions_for_user: read(5),
             delete_all_expired_sessions: read(6),
+            update_record_expiry: read(7),
         }
     }
 
@@ -313,6 +423,9 @@ impl SpyStore {
 
 #[async_trait]
 impl SessionStore for SpyStore {
+    fn capabilities(&self) -> narvik_core::Capabilities {
+        self.inner.capabilities()
+    }
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         self.count(0);
         self.inner.save_session(record).await
@@ -331,21 +444,35 @@ impl SessionStore for SpyStore {
             .update_session_expiry(session_id, expires_at)
             .await
     }
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        // The inner store's own default forwards to its `update_session_expiry`, which the
+        // spy does not see: each engine call counts once, here.
+        self.count(7);
+        self.inner.update_record_expiry(record, expires_at).await
+    }
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         self.count(3);
         self.inner.delete_session(session_id).await
     }
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
         self.count(4);
-        self.inner.fetch_sessions_for_user(user_id).await
+        self.inner.fetch_sessions_for_user(user_id, now).await
     }
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         self.count(5);
         self.inner.delete_sessions_for_user(user_id).await
     }
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         self.count(6);
-        self.inner.delete_all_expired_sessions().await
+        self.inner.delete_all_expired_sessions(now).await
     }
 }
 
@@ -364,13 +491,16 @@ pub async fn declared_absent(
     let user_id = random_user_id("unsupported");
     match operation {
         Op::FetchSessionsForUser => {
-            crate::assert_unsupported(store.fetch_sessions_for_user(&user_id).await, operation);
+            crate::assert_unsupported(
+                store.fetch_sessions_for_user(&user_id, now_ms()).await,
+                operation,
+            );
         }
         Op::DeleteSessionsForUser => {
             crate::assert_unsupported(store.delete_sessions_for_user(&user_id).await, operation);
         }
         Op::DeleteAllExpiredSessions => {
-            crate::assert_unsupported(store.delete_all_expired_sessions().await, operation);
+            crate::assert_unsupported(store.delete_all_expired_sessions(now_ms()).await, operation);
         }
         other => panic!("this suite does not know the optional operation `{other}`"),
     }
@@ -390,7 +520,7 @@ pub async fn assert_user_lists(
         return;
     }
     let listed = must(
-        store.fetch_sessions_for_user(user_id).await,
+        store.fetch_sessions_for_user(user_id, now_ms()).await,
         "fetch_sessions_for_user",
     );
     assert_same_set(listed, expected, context);

@@ -18,7 +18,7 @@ pub mod __private {
 
     use std::sync::Arc;
 
-    use narvik_core::SessionStore;
+    pub use narvik_core::SessionStore;
 
     /// Turns the factory's store into the shared handle every case takes.
     pub fn into_store<S: SessionStore>(store: S) -> Arc<dyn SessionStore> {

@@ -23,7 +23,13 @@ macro_rules! __for_each_case {
             data:
                 data_nested_objects_and_arrays_round_trip,
                 data_numbers_keep_their_kind,
+                data_integers_past_2_pow_53_round_trip_exactly,
+                data_i64_near_extremes_round_trip,
+                data_u64_max_round_trips,
+                data_floats_needing_17_digits_round_trip_bit_exactly,
+                data_large_integral_floats_stay_floats,
                 data_unicode_and_escapes_round_trip,
+                data_nul_and_control_characters_round_trip_or_are_invalid_data,
                 data_64_kib_value_round_trips,
                 data_empty_and_null_round_trip,
                 data_type_mismatch_is_corrupt_record_error;
@@ -36,19 +42,42 @@ macro_rules! __for_each_case {
                 delete_for_user_removes_all_of_them,
                 delete_for_user_leaves_other_users,
                 delete_for_user_unknown_user_is_ok;
+            scale:
+                fetch_for_user_2500_sessions,
+                delete_for_user_1500_sessions,
+                delete_expired_5000_among_live_counts_exactly;
+            identities:
+                user_ids_differing_by_case_stay_distinct,
+                user_ids_differing_by_surrounding_whitespace_stay_distinct,
+                user_ids_differing_by_trailing_control_character_stay_distinct,
+                user_ids_differing_by_normalisation_stay_distinct,
+                session_ids_differing_by_case_stay_distinct,
+                session_ids_differing_by_whitespace_or_control_stay_distinct,
+                session_ids_differing_by_normalisation_stay_distinct,
+                nul_in_ids_round_trips_or_is_invalid_data;
             expiry:
                 delete_expired_removes_exactly_the_expired,
                 delete_expired_returns_the_count,
                 delete_expired_never_counts_live_records,
                 delete_expired_on_empty_store_is_zero,
                 fetch_of_expired_record,
-                save_already_expired_record;
+                save_already_expired_record,
+                update_expiry_on_expired_record_does_nothing,
+                update_record_expiry_follows_the_same_rules,
+                extension_moves_the_stores_own_expiry,
+                fetch_for_user_filters_on_the_given_now,
+                delete_expired_cuts_off_at_the_given_now;
+            capabilities:
+                declared_capabilities_match_the_calls;
             concurrency:
                 concurrent_saves_of_distinct_ids_all_land,
                 concurrent_saves_of_same_id_exactly_one_wins,
                 delete_racing_update_never_resurrects,
+                update_record_expiry_racing_delete_never_resurrects,
                 concurrent_updates_keep_a_valid_expiry,
-                mixed_stress_10000_ops_exact_state;
+                mixed_stress_10000_ops_exact_state,
+                delete_for_user_racing_saves_of_others_leaves_them,
+                concurrent_save_and_delete_for_user_never_leaves_orphans;
             hostile_input:
                 user_ids_are_data_not_syntax,
                 session_ids_are_data_not_syntax,
@@ -60,17 +89,17 @@ macro_rules! __for_each_case {
                 validate_in_last_half_extends_to_now_plus_lifetime_and_sets_extended,
                 validate_after_expiry_is_none_and_deletes,
                 validate_unknown_token_is_none,
-                validate_malformed_token_is_none_without_store_call,
                 invalidate_then_validate_is_none,
                 rotate_gives_new_token_and_kills_old,
                 invalidate_other_sessions_keeps_only_current,
                 absolute_cap_stops_extension_and_expires,
                 per_user_cap_evicts_oldest,
+                per_user_cap_needs_declared_listing,
                 rotate_at_user_cap_keeps_other_devices,
                 absolute_cap_ends_sessions_created_before_it,
                 duplicate_id_on_create_retries_with_fresh_token,
                 typed_data_round_trips_through_engine,
-                tokens_never_in_debug_output;
+                manual_clock_agrees_across_validation_listing_and_purge;
         }
     };
 }
@@ -81,11 +110,6 @@ macro_rules! __for_each_case {
 /// ```ignore
 /// // tests/conformance.rs of a store crate
 /// narvik_conformance::store_tests!(async { MyStore::connect_fresh_namespace().await });
-/// // or, declaring what the store supports:
-/// narvik_conformance::store_tests!(
-///     async { MyStore::connect_fresh_namespace().await },
-///     capabilities = narvik_conformance::Capabilities::TTL_NATIVE
-/// );
 /// ```
 ///
 /// The first argument is an expression of a future (usually an `async` block) evaluated and
@@ -94,17 +118,27 @@ macro_rules! __for_each_case {
 /// collection, empty at the start, since the cases run in parallel and some count what the
 /// namespace holds. It may panic when its server is unreachable; that fails the case.
 ///
+/// Every case checks the store against its own declaration,
+/// [`SessionStore::capabilities`](narvik_core::SessionStore::capabilities). To test the suite
+/// itself against a declaration the store does not make, pass `capabilities = ...` as a second
+/// argument; a store crate has no reason to.
+///
 /// The generated tests run on the tokio runtime this crate re-exports, so the calling crate
 /// needs only `narvik-conformance` as a dev-dependency.
 #[macro_export]
 macro_rules! store_tests {
     ($factory:expr $(,)?) => {
-        $crate::store_tests!($factory, capabilities = $crate::Capabilities::ALL);
+        $crate::__for_each_case!(__store_test_fns {
+            $factory,
+            |store: &::std::sync::Arc<dyn $crate::__private::SessionStore>| {
+                $crate::__private::SessionStore::capabilities(&**store)
+            }
+        });
     };
     ($factory:expr, capabilities = $capabilities:expr $(,)?) => {
         $crate::__for_each_case!(__store_test_fns {
             $factory,
-            $capabilities
+            |_: &::std::sync::Arc<dyn $crate::__private::SessionStore>| $capabilities
         });
     };
 }
@@ -121,7 +155,8 @@ macro_rules! __store_test_fns {
             )]
             async fn $case() {
                 let store = $crate::__private::into_store($factory.await);
-                $crate::cases::$module::$case(store, $capabilities).await;
+                let capabilities: $crate::Capabilities = ($capabilities)(&store);
+                $crate::cases::$module::$case(store, capabilities).await;
             }
         )*)*
     };

@@ -1,5 +1,5 @@
-//! The whole suite, through the macro adapters use, over the reference store in each
-//! capability mode.
+//! The whole suite, through the macro adapters use, over the correct reference store in each
+//! flavour. Each store declares its own capabilities, which is what the cases check.
 
 mod support;
 
@@ -8,17 +8,11 @@ narvik_conformance::store_tests!(async { support::ReferenceStore::new() });
 mod required_only {
     use super::support;
 
-    narvik_conformance::store_tests!(
-        async { support::RequiredOnlyStore::default() },
-        capabilities = narvik_conformance::Capabilities::REQUIRED_ONLY
-    );
+    narvik_conformance::store_tests!(async { support::RequiredOnlyStore::default() });
 }
 
 mod ttl_native {
     use super::support;
 
-    narvik_conformance::store_tests!(
-        async { support::TtlStore::default() },
-        capabilities = narvik_conformance::Capabilities::TTL_NATIVE,
-    );
+    narvik_conformance::store_tests!(async { support::ReferenceStore::ttl_native() });
 }

@@ -14,7 +14,7 @@ use narvik_axum::{
     CurrentSession, MaybeSession, NarvikLayer, OriginCheckLayer, SessionError, SessionHandle,
 };
 use narvik_core::{
-    Error, ManualClock, Narvik, Result as NarvikResult, SessionRecord, SessionStore,
+    Capabilities, Error, ManualClock, Narvik, Result as NarvikResult, SessionRecord, SessionStore,
 };
 use narvik_memory::MemoryStore;
 use serde::{Deserialize, Serialize};
@@ -30,7 +30,8 @@ struct Data {
     theme: String,
 }
 
-/// A store that counts `fetch_session` calls, to prove one validation per request.
+/// A store that counts `fetch_session` calls, to prove one validation per request. Every
+/// other call, and the declaration, is the memory store's.
 struct Counting {
     inner: MemoryStore,
     fetches: AtomicUsize,
@@ -38,6 +39,9 @@ struct Counting {
 
 #[async_trait::async_trait]
 impl SessionStore for Counting {
+    fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities()
+    }
     async fn save_session(&self, record: &SessionRecord) -> NarvikResult<()> {
         self.inner.save_session(record).await
     }
@@ -48,11 +52,28 @@ impl SessionStore for Counting {
     async fn update_session_expiry(&self, id: &str, at: OffsetDateTime) -> NarvikResult<()> {
         self.inner.update_session_expiry(id, at).await
     }
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        at: OffsetDateTime,
+    ) -> NarvikResult<()> {
+        self.inner.update_record_expiry(record, at).await
+    }
     async fn delete_session(&self, id: &str) -> NarvikResult<()> {
         self.inner.delete_session(id).await
     }
-    async fn fetch_sessions_for_user(&self, user: &str) -> NarvikResult<Vec<SessionRecord>> {
-        self.inner.fetch_sessions_for_user(user).await
+    async fn fetch_sessions_for_user(
+        &self,
+        user: &str,
+        now: OffsetDateTime,
+    ) -> NarvikResult<Vec<SessionRecord>> {
+        self.inner.fetch_sessions_for_user(user, now).await
+    }
+    async fn delete_sessions_for_user(&self, user: &str) -> NarvikResult<()> {
+        self.inner.delete_sessions_for_user(user).await
+    }
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> NarvikResult<u64> {
+        self.inner.delete_all_expired_sessions(now).await
     }
 }
 
@@ -181,7 +202,8 @@ fn routes() -> Router {
 fn harness() -> Harness {
     let clock = Arc::new(ManualClock::starting_now());
     let store = Arc::new(Counting {
-        inner: MemoryStore::with_clock(clock.clone()),
+        // No clock for the store: the engine hands its (manual) `now` down.
+        inner: MemoryStore::new(),
         fetches: AtomicUsize::new(0),
     });
     let narvik: Narvik<Data> = Narvik::builder(store.clone())

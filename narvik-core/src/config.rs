@@ -28,8 +28,8 @@ pub struct NarvikConfig {
     /// however often it is used.
     pub absolute_lifetime: Option<Duration>,
     /// An optional cap on live sessions per user. Creating one more evicts that user's oldest
-    /// sessions (by `created_at`) first. Needs a store with the per-user calls (without them,
-    /// `create_session` fails with [`Error::Unsupported`]). The cap is enforced before each
+    /// sessions (by `created_at`) first. Needs a store that declares per-user listing: the
+    /// builder rejects the cap otherwise. The cap is enforced before each
     /// save, not atomically with it: concurrent sign-ins of one user can briefly exceed it by
     /// the number of racing creates; the next create brings the user back under it.
     pub max_sessions_per_user: Option<NonZeroUsize>,
@@ -200,9 +200,21 @@ impl<D> NarvikBuilder<D> {
         self
     }
 
-    /// Validates the configuration and builds the engine.
+    /// Validates the configuration against itself and against what the store declares
+    /// ([`SessionStore::capabilities`]), and builds the engine.
+    ///
+    /// A per-user cap on a store without per-user listing is
+    /// [`Error::InvalidConfiguration`] here, not a failure at the first sign-in.
     pub fn build(self) -> Result<Narvik<D>> {
         self.config.validate()?;
+        if self.config.max_sessions_per_user.is_some()
+            && !self.store.capabilities().fetch_sessions_for_user
+        {
+            return Err(Error::InvalidConfiguration(
+                "max_sessions_per_user needs a store that declares fetch_sessions_for_user"
+                    .to_owned(),
+            ));
+        }
         Ok(Narvik::from_parts(self.store, self.clock, self.config))
     }
 }

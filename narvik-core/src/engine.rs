@@ -6,11 +6,13 @@ use std::sync::Arc;
 use serde::{de::DeserializeOwned, Serialize};
 use time::OffsetDateTime;
 
+use crate::capabilities::Capabilities;
 use crate::clock::Clock;
 use crate::config::{NarvikBuilder, NarvikConfig};
 use crate::cookie::{self, Cookie};
+use crate::error::OptionalOperation;
 use crate::error::{Error, Result};
-use crate::session::{short_id, Session, SessionRecord};
+use crate::session::{decode_data, short_id, Session, SessionRecord};
 use crate::store::SessionStore;
 use crate::time_util::truncate_to_millis;
 use crate::token::{self, SessionToken};
@@ -50,6 +52,7 @@ pub struct Narvik<D = ()> {
 
 struct Inner {
     store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
     clock: Arc<dyn Clock>,
     config: NarvikConfig,
     cookie_name: String,
@@ -92,9 +95,11 @@ impl<D> Narvik<D> {
         config: NarvikConfig,
     ) -> Self {
         let cookie_name = config.cookie.full_name();
+        let capabilities = store.capabilities();
         Self {
             inner: Arc::new(Inner {
                 store,
+                capabilities,
                 clock,
                 config,
                 cookie_name,
@@ -118,6 +123,21 @@ impl<D> Narvik<D> {
     /// call's future a second time.
     fn backend(&self) -> &dyn SessionStore {
         &*self.inner.store
+    }
+
+    /// What the store declares it supports (read once, when the engine was built).
+    pub fn capabilities(&self) -> Capabilities {
+        self.inner.capabilities
+    }
+
+    /// Fails with [`Error::Unsupported`] when the store declares `operation` absent, before
+    /// any round trip.
+    fn require(&self, operation: OptionalOperation) -> Result<()> {
+        if self.inner.capabilities.supports(operation) {
+            Ok(())
+        } else {
+            Err(Error::unsupported(operation))
+        }
     }
 
     /// The current time as the engine sees it, to the millisecond.
@@ -160,12 +180,14 @@ impl<D> Narvik<D> {
 
     /// Deletes every session of a user (for example after a password reset).
     pub async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+        self.require(OptionalOperation::DeleteSessionsForUser)?;
         self.backend().delete_sessions_for_user(user_id).await
     }
 
-    /// Deletes every expired session and returns the store's count.
+    /// Deletes every session expired by the engine's clock and returns the store's count.
     pub async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        self.backend().delete_all_expired_sessions().await
+        self.require(OptionalOperation::DeleteAllExpiredSessions)?;
+        self.backend().delete_all_expired_sessions(self.now()).await
     }
 
     /// Deletes every session of `user_id` except `keep_session_id` ("sign out other devices",
@@ -175,7 +197,11 @@ impl<D> Narvik<D> {
         user_id: &str,
         keep_session_id: &str,
     ) -> Result<u64> {
-        let records = self.backend().fetch_sessions_for_user(user_id).await?;
+        self.require(OptionalOperation::FetchSessionsForUser)?;
+        let records = self
+            .backend()
+            .fetch_sessions_for_user(user_id, self.now())
+            .await?;
         let mut deleted = 0;
         for record in records.iter().filter(|record| record.id != keep_session_id) {
             self.backend().delete_session(&record.id).await?;
@@ -230,7 +256,7 @@ impl<D> Narvik<D> {
         };
         let mut live: Vec<SessionRecord> = self
             .backend()
-            .fetch_sessions_for_user(user_id)
+            .fetch_sessions_for_user(user_id, now)
             .await?
             .into_iter()
             .filter(|record| !record.is_expired(now) && Some(record.id.as_str()) != leaving)
@@ -334,29 +360,38 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
 
     async fn validate_session_id(&self, session_id: &str) -> Result<Option<Session<D>>> {
         let now = self.now();
-        let Some(mut session) = self.fetch_live_session(session_id, now).await? else {
+        let Some(record) = self.fetch_live_record(session_id, now).await? else {
             return Ok(None);
         };
+        let data = decode_data(&record)?;
         let half_life = self.inner.config.session_lifetime / 2;
-        if now >= session.expires_at - half_life {
-            let extended_to = self.expiry_from(now, session.created_at);
-            if extended_to > session.expires_at {
+        let mut extended = false;
+        let mut expires_at = record.expires_at;
+        if now >= record.expires_at - half_life {
+            let extended_to = self.expiry_from(now, record.created_at);
+            if extended_to > record.expires_at {
+                // The store gets the whole record: the engine holds it already, so a store that
+                // needs more than the id never pays a round trip to learn it.
                 self.backend()
-                    .update_session_expiry(&session.id, extended_to)
+                    .update_record_expiry(&record, extended_to)
                     .await?;
-                session.expires_at = extended_to;
-                session.extended = true;
+                expires_at = extended_to;
+                extended = true;
             }
         }
+        let mut session = Session::with_data(record, data);
+        session.expires_at = expires_at;
+        session.extended = extended;
         Ok(Some(session))
     }
 
-    /// The live session behind `token`, without extending it. An expired record is deleted.
-    async fn fetch_live_session(
+    /// The live record behind `session_id`. An expired record (or one past the absolute cap)
+    /// is deleted and `None`.
+    async fn fetch_live_record(
         &self,
         session_id: &str,
         now: OffsetDateTime,
-    ) -> Result<Option<Session<D>>> {
+    ) -> Result<Option<SessionRecord>> {
         let Some(record) = self.backend().fetch_session(session_id).await? else {
             return Ok(None);
         };
@@ -371,7 +406,7 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             self.backend().delete_session(session_id).await?;
             return Ok(None);
         }
-        Session::from_record(record).map(Some)
+        Ok(Some(record))
     }
 
     /// Replaces the session behind `token` with a new one (new token, same user, data and
@@ -386,9 +421,10 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         };
         let now = self.now();
         // No extension: the old session is about to die, so writing its expiry would be waste.
-        let Some(old) = self.fetch_live_session(&token.session_id(), now).await? else {
+        let Some(old) = self.fetch_live_record(&token.session_id(), now).await? else {
             return Ok(None);
         };
+        let old = Session::<D>::from_record(old)?;
         let created = self
             .create_session_at(&old.user_id, old.data, old.created_at, now, Some(&old.id))
             .await?;
@@ -402,9 +438,10 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
 
     /// Every live session of `user_id` ("your devices"). Needs a store with the per-user calls.
     pub async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<Session<D>>> {
+        self.require(OptionalOperation::FetchSessionsForUser)?;
         let now = self.now();
         self.backend()
-            .fetch_sessions_for_user(user_id)
+            .fetch_sessions_for_user(user_id, now)
             .await?
             .into_iter()
             .filter(|record| !record.is_expired(now))

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod capabilities;
 pub mod clock;
 pub mod config;
 pub mod cookie;
@@ -14,6 +15,7 @@ pub mod time_util;
 pub mod token;
 
 pub use async_trait::async_trait;
+pub use capabilities::{Capabilities, ExpiredCount, ExpiredFetch};
 pub use clock::{Clock, ManualClock, SystemClock};
 pub use config::{NarvikBuilder, NarvikConfig};
 pub use cookie::{Cookie, CookieConfig, SameSite};

@@ -75,17 +75,15 @@ impl<D: DeserializeOwned> Session<D> {
     ///
     /// A record whose data does not fit `D` is an [`Error::CorruptRecord`], never a panic.
     pub fn from_record(record: SessionRecord) -> Result<Self> {
-        let data = record.data.decode::<D>().map_err(|source| {
-            Error::corrupt(
-                format!(
-                    "additional data of session {} does not fit `{}`",
-                    short_id(&record.id),
-                    std::any::type_name::<D>()
-                ),
-                source,
-            )
-        })?;
-        Ok(Self {
+        let data = decode_data(&record)?;
+        Ok(Self::with_data(record, data))
+    }
+}
+
+impl<D> Session<D> {
+    /// The session of `record`, carrying `data` already decoded from it.
+    pub(crate) fn with_data(record: SessionRecord, data: D) -> Self {
+        Self {
             id: record.id,
             user_id: record.user_id,
             expires_at: record.expires_at,
@@ -93,8 +91,22 @@ impl<D: DeserializeOwned> Session<D> {
             data,
             new: false,
             extended: false,
-        })
+        }
     }
+}
+
+/// The additional data of `record` as `D`; data that does not fit is [`Error::CorruptRecord`].
+pub(crate) fn decode_data<D: DeserializeOwned>(record: &SessionRecord) -> Result<D> {
+    record.data.decode::<D>().map_err(|source| {
+        Error::corrupt(
+            format!(
+                "additional data of session {} does not fit `{}`",
+                short_id(&record.id),
+                std::any::type_name::<D>()
+            ),
+            source,
+        )
+    })
 }
 
 impl<D: Serialize> Session<D> {

@@ -3,6 +3,7 @@
 use async_trait::async_trait;
 use time::OffsetDateTime;
 
+use crate::capabilities::Capabilities;
 use crate::error::{Error, OptionalOperation, Result};
 use crate::session::SessionRecord;
 
@@ -13,20 +14,32 @@ use crate::session::SessionRecord;
 /// see the application's data type: additional data arrives as JSON in [`SessionRecord::data`].
 ///
 /// The four required calls are the whole contract of the original Narvik. The three optional
-/// ones have default bodies that return [`Error::Unsupported`]; every store shipped with narvik
-/// implements all of them.
+/// ones have default bodies that return [`Error::Unsupported`]; a store that implements them
+/// says so in [`capabilities`](Self::capabilities), which every shipped store does.
 ///
 /// # The contract
 /// - **Insert only.** [`save_session`](Self::save_session) never overwrites.
-/// - **Exact round trip.** What is saved is fetched back unchanged, times to the millisecond.
-/// - **No resurrection.** [`update_session_expiry`](Self::update_session_expiry) on a missing
-///   record does nothing, so an extension racing a logout never brings the session back.
+/// - **Exact round trip.** What is saved is fetched back unchanged: ids byte for byte (never
+///   case-folded, trimmed or normalised), times to the millisecond, data as equal JSON with
+///   numbers bit-exact (`u64::MAX`, 17-digit floats). A value the store cannot hold (a NUL in
+///   a PostgreSQL text column) is [`Error::InvalidData`] at save, never silently altered.
+/// - **No resurrection.** [`update_session_expiry`](Self::update_session_expiry) on a missing,
+///   deleted *or expired* record does nothing: expired is as good as missing, whether or not
+///   the record has been purged yet. An extension racing a logout never brings it back.
 /// - **Idempotent delete.**
 /// - **Cost in proportion to the rows touched.** Per-user calls use a per-user index, expired
 ///   deletion an expiry index or the store's native TTL; never a scan of everything.
 /// - **Typed errors.** Duplicate id, unsupported, unavailable (with the cause), corrupt record.
 ///   A dropped connection is an error, and the store recovers when the server is back.
 /// - **Ids are data.** User ids and data are never spliced into a query, key pattern or script.
+/// - **One clock.** Where the answer depends on the time (which sessions of a user are live,
+///   which are expired), the engine hands its `now` down, so a
+///   [`ManualClock`](crate::ManualClock) given to the engine governs validation, listing and
+///   purge alike. The required calls keep the original's shape: a store that hides expired
+///   records from [`fetch_session`](Self::fetch_session) or refuses to extend them judges by
+///   the wall clock (or its server's native TTL).
+/// - **Declared, not guessed.** [`capabilities`](Self::capabilities) states what the store
+///   supports; the engine and the conformance suite read it there.
 ///
 /// # Example: a store that keeps nothing
 /// ```
@@ -43,9 +56,17 @@ use crate::session::SessionRecord;
 ///     async fn update_session_expiry(&self, _: &str, _: OffsetDateTime) -> Result<()> { Ok(()) }
 ///     async fn delete_session(&self, _: &str) -> Result<()> { Ok(()) }
 /// }
+/// assert_eq!(NullStore.capabilities(), narvik_core::Capabilities::REQUIRED_ONLY);
 /// ```
 #[async_trait]
 pub trait SessionStore: Send + Sync + 'static {
+    /// What this store supports. The default is the original's four required calls only
+    /// ([`Capabilities::REQUIRED_ONLY`]); a store that implements optional calls, hides expired
+    /// records or counts its purge loosely declares it here.
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::REQUIRED_ONLY
+    }
+
     /// Inserts a new record.
     ///
     /// If a record with the same id exists, fails with [`Error::DuplicateId`] and changes
@@ -58,25 +79,47 @@ pub trait SessionStore: Send + Sync + 'static {
     /// Returns the record with this id exactly as it was saved, or `None`.
     ///
     /// A store may return an expired record (the engine checks expiry and deletes it) or hide
-    /// it (stores with a native TTL); it must document which.
+    /// it (stores with a native TTL); it declares which in
+    /// [`Capabilities::expired_fetch`].
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>>;
 
-    /// Sets the expiry of an existing record and changes nothing else.
+    /// Sets the expiry of an existing, unexpired record and changes nothing else.
     ///
-    /// On a missing or deleted record it does nothing and succeeds: it never creates a record.
+    /// On a missing, deleted or expired record it does nothing and succeeds: it never creates
+    /// a record and never revives one.
     async fn update_session_expiry(
         &self,
         session_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<()>;
 
+    /// Sets the expiry of `record`, a record the engine has just fetched, with the same rules
+    /// as [`update_session_expiry`](Self::update_session_expiry). The engine extends sessions
+    /// through this call, so a store that needs more than the id (Redis: the user, to move its
+    /// per-user index) reads it from `record` instead of guessing or asking its server.
+    ///
+    /// The default calls `update_session_expiry(&record.id, expires_at)`.
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        self.update_session_expiry(&record.id, expires_at).await
+    }
+
     /// Deletes the record with this id. Deleting an unknown id succeeds.
     async fn delete_session(&self, session_id: &str) -> Result<()>;
 
-    /// Returns every live (unexpired) session of this user, in time proportional to that
-    /// user's sessions, not to the whole store. The order is unspecified.
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        let _ = user_id;
+    /// Returns every session of this user that is live at `now` (`expires_at > now`), in time
+    /// proportional to that user's sessions, not to the whole store. The order is unspecified.
+    ///
+    /// `now` is the engine's clock; a store filters on it rather than on a clock of its own.
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        let _ = (user_id, now);
         Err(Error::unsupported(OptionalOperation::FetchSessionsForUser))
     }
 
@@ -86,10 +129,13 @@ pub trait SessionStore: Send + Sync + 'static {
         Err(Error::unsupported(OptionalOperation::DeleteSessionsForUser))
     }
 
-    /// Deletes exactly the expired sessions and returns how many it deleted, in time
-    /// proportional to the expired ones. Stores whose server expires records natively document
-    /// what their count means.
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
+    /// Deletes exactly the sessions expired at `now` (`expires_at <= now`) and returns how many
+    /// it deleted, in time proportional to the expired ones. Stores whose server expires
+    /// records natively declare [`ExpiredCount::AtMost`](crate::ExpiredCount::AtMost).
+    ///
+    /// `now` is the engine's clock; a store cuts off on it rather than on a clock of its own.
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        let _ = now;
         Err(Error::unsupported(
             OptionalOperation::DeleteAllExpiredSessions,
         ))
@@ -98,6 +144,9 @@ pub trait SessionStore: Send + Sync + 'static {
 
 #[async_trait]
 impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
+    fn capabilities(&self) -> Capabilities {
+        (**self).capabilities()
+    }
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         (**self).save_session(record).await
     }
@@ -111,16 +160,27 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     ) -> Result<()> {
         (**self).update_session_expiry(session_id, expires_at).await
     }
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        (**self).update_record_expiry(record, expires_at).await
+    }
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         (**self).delete_session(session_id).await
     }
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        (**self).fetch_sessions_for_user(user_id).await
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        (**self).fetch_sessions_for_user(user_id, now).await
     }
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         (**self).delete_sessions_for_user(user_id).await
     }
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        (**self).delete_all_expired_sessions().await
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        (**self).delete_all_expired_sessions(now).await
     }
 }

@@ -101,15 +101,16 @@ impl Default for DemoBuilder {
 }
 
 impl DemoBuilder {
-    /// The session store (default: an in-process [`narvik_memory::MemoryStore`] on the
-    /// demo's clock).
+    /// The session store (default: an in-process [`narvik_memory::MemoryStore`]). Stores hold
+    /// no clock: the engine hands its `now` down to them.
     pub fn store(mut self, store: Arc<dyn SessionStore>) -> Self {
         self.store = Some(store);
         self
     }
 
-    /// The clock of the engine and of the default store; tests pass a
-    /// [`narvik_core::ManualClock`] to show extension and expiry without waiting.
+    /// The engine's clock, the one clock of the deployment (listing and purge in the store use
+    /// the `now` the engine hands down); tests pass a [`narvik_core::ManualClock`] to show
+    /// extension and expiry without waiting.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self
@@ -140,9 +141,9 @@ impl DemoBuilder {
         if self.origins.is_empty() {
             return Err("the demo needs at least one origin to check POSTs against".into());
         }
-        let store = self.store.unwrap_or_else(|| {
-            Arc::new(narvik_memory::MemoryStore::with_clock(self.clock.clone()))
-        });
+        let store = self
+            .store
+            .unwrap_or_else(|| Arc::new(narvik_memory::MemoryStore::new()));
         let mut engine = Narvik::builder(store)
             .clock(self.clock)
             .cookie_secure(self.secure_cookie);

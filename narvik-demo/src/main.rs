@@ -85,7 +85,7 @@ async fn main() {
 async fn run() -> Result<(), DemoError> {
     let args = parse_args()?;
     let clock: Arc<dyn Clock> = Arc::new(SystemClock);
-    let store = open_store(&args.store, clock.clone()).await?;
+    let store = open_store(&args.store).await?;
     // Loopback only: this is a demo, not a server to expose.
     let listener = tokio::net::TcpListener::bind(("127.0.0.1", args.port)).await?;
     let port = listener.local_addr()?.port();

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use narvik_core::{Clock, SessionStore};
+use narvik_core::SessionStore;
 
 use crate::DemoError;
 
@@ -15,20 +15,20 @@ pub const DEFAULT_STORE: &str = "memory";
 
 /// Opens the store named by `spec`: `memory` (or `memory://`), or a database URL whose store
 /// was compiled in. The database stores create their table or indexes if missing.
-pub async fn open_store(
-    spec: &str,
-    clock: Arc<dyn Clock>,
-) -> Result<Arc<dyn SessionStore>, DemoError> {
+///
+/// No store takes a clock: the engine hands its `now` down to listing and purge, so the
+/// engine's clock is the deployment's one clock.
+pub async fn open_store(spec: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
     let spec = spec.trim();
     let scheme = spec
         .split_once("://")
         .map_or(spec, |(scheme, _)| scheme)
         .to_ascii_lowercase();
     match scheme.as_str() {
-        "memory" | "" => Ok(Arc::new(narvik_memory::MemoryStore::with_clock(clock))),
-        "postgres" | "postgresql" => postgres(spec, clock).await,
+        "memory" | "" => Ok(Arc::new(narvik_memory::MemoryStore::new())),
+        "postgres" | "postgresql" => postgres(spec).await,
         "redis" | "rediss" => redis(spec).await,
-        "mongodb" | "mongodb+srv" => mongo(spec, clock).await,
+        "mongodb" | "mongodb+srv" => mongo(spec).await,
         // Never echo more than a plain scheme: a database URL may hold a password.
         _ => {
             let plain = scheme
@@ -48,16 +48,16 @@ pub async fn open_store(
 }
 
 #[cfg(feature = "postgres")]
-async fn postgres(url: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn SessionStore>, DemoError> {
+async fn postgres(url: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
     use narvik_postgres::{sqlx::PgPool, PostgresStore};
     let pool = PgPool::connect(url).await?;
-    let store = PostgresStore::builder(pool).clock(clock).build()?;
+    let store = PostgresStore::builder(pool).build()?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "postgres"))]
-async fn postgres(_: &str, _: Arc<dyn Clock>) -> Result<Arc<dyn SessionStore>, DemoError> {
+async fn postgres(_: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
     Err(not_built_in("postgres"))
 }
 
@@ -72,17 +72,15 @@ async fn redis(_: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
 }
 
 #[cfg(feature = "mongo")]
-async fn mongo(uri: &str, clock: Arc<dyn Clock>) -> Result<Arc<dyn SessionStore>, DemoError> {
+async fn mongo(uri: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
     use narvik_mongo::{MongoStore, MongoStoreConfig};
-    let store = MongoStore::connect(uri, &MongoStoreConfig::default())
-        .await?
-        .with_clock(clock);
+    let store = MongoStore::connect(uri, &MongoStoreConfig::default()).await?;
     store.ensure_indexes().await?;
     Ok(Arc::new(store))
 }
 
 #[cfg(not(feature = "mongo"))]
-async fn mongo(_: &str, _: Arc<dyn Clock>) -> Result<Arc<dyn SessionStore>, DemoError> {
+async fn mongo(_: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
     Err(not_built_in("mongo"))
 }
 
@@ -97,14 +95,10 @@ mod tests {
 
     #[tokio::test]
     async fn memory_is_built_in_and_urls_never_echo_their_password() {
-        let clock: Arc<dyn Clock> = Arc::new(narvik_core::SystemClock);
-        assert!(open_store("memory", clock.clone()).await.is_ok());
-        assert!(open_store("memory://", clock.clone()).await.is_ok());
+        assert!(open_store("memory").await.is_ok());
+        assert!(open_store("memory://").await.is_ok());
         for spec in ["ftp://u:secret@host", "u:secret@host"] {
-            let error = open_store(spec, clock.clone())
-                .await
-                .err()
-                .expect("refused");
+            let error = open_store(spec).await.err().expect("refused");
             assert!(!error.to_string().contains("secret"), "{error}");
         }
     }

@@ -6,7 +6,9 @@ use std::hash::BuildHasher;
 use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 
 use async_trait::async_trait;
-use narvik_core::{Clock, Error, Result, SessionData, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{
+    Capabilities, Error, ExpiredFetch, Result, SessionData, SessionRecord, SessionStore,
+};
 use time::OffsetDateTime;
 
 /// How many id shards (and user-index shards) a store has unless told otherwise. Enough that
@@ -81,7 +83,6 @@ pub struct MemoryStore {
     users: Box<[RwLock<UserShard>]>,
     id_hasher: IdHasher,
     user_hasher: RandomState,
-    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -111,27 +112,33 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
 }
 
 impl MemoryStore {
-    /// An empty store that judges expiry by the system clock.
-    pub fn new() -> Self {
-        Self::with_clock(Arc::new(SystemClock))
-    }
+    /// What this store declares through [`SessionStore::capabilities`]: every optional call,
+    /// an exact purge count, records saved already expired kept (and counted by the next
+    /// purge), and expired records hidden from `fetch_session` (judged by the wall clock)
+    /// rather than returned.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        expired_fetch: ExpiredFetch::Hidden,
+        ..Capabilities::ALL
+    };
 
-    /// An empty store that judges expiry by `clock`. Give it the same clock as the engine
-    /// (for example a [`narvik_core::ManualClock`] in tests) so both agree on what has expired.
-    pub fn with_clock(clock: Arc<dyn Clock>) -> Self {
-        Self::with_shards(DEFAULT_SHARDS, clock)
+    /// An empty store with [`DEFAULT_SHARDS`] shards.
+    ///
+    /// The store holds no clock: listing and purge cut off at the `now` the engine hands
+    /// down, and the two decisions the required calls make by themselves (hiding an expired
+    /// record from `fetch_session`, refusing to extend one) use the wall clock.
+    pub fn new() -> Self {
+        Self::with_shards(DEFAULT_SHARDS)
     }
 
     /// An empty store with `shards` id shards (rounded up to a power of two, between 1 and
     /// [`MAX_SHARDS`]).
-    pub fn with_shards(shards: usize, clock: Arc<dyn Clock>) -> Self {
+    pub fn with_shards(shards: usize) -> Self {
         let count = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Self {
             shards: (0..count).map(|_| RwLock::default()).collect(),
             users: (0..count).map(|_| RwLock::default()).collect(),
             id_hasher: IdHasher::default(),
             user_hasher: RandomState::new(),
-            clock,
         }
     }
 
@@ -164,10 +171,6 @@ impl MemoryStore {
     fn user_shard(&self, user_id: &str) -> &RwLock<UserShard> {
         let hash = self.user_hasher.hash_one(user_id) as usize;
         &self.users[hash & (self.users.len() - 1)]
-    }
-
-    fn now(&self) -> OffsetDateTime {
-        self.clock.now()
     }
 
     /// Inserts `record` unless its id exists.
@@ -220,14 +223,16 @@ impl MemoryStore {
             .map(|entry| entry.to_record(session_id))
     }
 
-    fn set_expiry(&self, session_id: &str, expires_at: OffsetDateTime) {
+    /// Moves the expiry of a record live at `now`. A record expired at `now` is as good as
+    /// missing: it keeps its old expiry and is never revived.
+    fn set_expiry(&self, session_id: &str, expires_at: OffsetDateTime, now: OffsetDateTime) {
         let mut guard = write(self.shard(session_id));
         let shard = &mut *guard;
         let Some(entry) = shard.records.get_mut(session_id) else {
             // Missing or deleted: never recreate it (an extension racing a logout).
             return;
         };
-        if entry.expires_at == expires_at {
+        if entry.expires_at <= now || entry.expires_at == expires_at {
             return;
         }
         shard
@@ -341,11 +346,6 @@ impl MemoryStore {
         purged
     }
 
-    /// Deletes every record expired by the store's clock; see [`MemoryStore::purge_expired_at`].
-    pub fn purge_expired(&self) -> u64 {
-        self.purge_expired_at(self.now())
-    }
-
     /// The user and expiry of a record, expired or not.
     #[cfg(test)]
     pub(crate) fn raw_entry(&self, session_id: &str) -> Option<(String, OffsetDateTime)> {
@@ -391,18 +391,24 @@ impl MemoryStore {
     }
 }
 
-/// Expired records are hidden: [`fetch_session`](SessionStore::fetch_session) and
-/// [`fetch_sessions_for_user`](SessionStore::fetch_sessions_for_user) never return a record
-/// expired by the store's clock; it stays in memory until `delete_all_expired_sessions` (or the
-/// sweeper) or a delete removes it.
+/// Declares [`MemoryStore::CAPABILITIES`]. Expired records are hidden:
+/// [`fetch_session`](SessionStore::fetch_session) never returns a record expired by the wall
+/// clock, and [`fetch_sessions_for_user`](SessionStore::fetch_sessions_for_user) never one
+/// expired at the `now` it is given; the record stays in memory until
+/// `delete_all_expired_sessions` (or the sweeper) or a delete removes it.
 #[async_trait]
 impl SessionStore for MemoryStore {
+    fn capabilities(&self) -> Capabilities {
+        Self::CAPABILITIES
+    }
+
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         self.insert(record)
     }
 
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        Ok(self.get(session_id, self.now()))
+        // The required calls carry no `now`: the wall clock decides (DESIGN 2.12).
+        Ok(self.get(session_id, OffsetDateTime::now_utc()))
     }
 
     async fn update_session_expiry(
@@ -410,7 +416,8 @@ impl SessionStore for MemoryStore {
         session_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        self.set_expiry(session_id, expires_at);
+        // Read before the lock, so the critical section stays a few map operations long.
+        self.set_expiry(session_id, expires_at, OffsetDateTime::now_utc());
         Ok(())
     }
 
@@ -419,8 +426,12 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        Ok(self.live_for_user(user_id, self.now()))
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        Ok(self.live_for_user(user_id, now))
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
@@ -428,7 +439,7 @@ impl SessionStore for MemoryStore {
         Ok(())
     }
 
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        Ok(self.purge_expired())
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        Ok(self.purge_expired_at(now))
     }
 }

@@ -3,6 +3,7 @@
 use std::sync::{Arc, Weak};
 use std::time::Duration;
 
+use narvik_core::{Clock, SystemClock};
 use tokio::task::JoinHandle;
 use tokio::time::MissedTickBehavior;
 
@@ -47,9 +48,10 @@ impl Drop for Sweeper {
 }
 
 impl MemoryStore {
-    /// Starts a tokio task that calls
-    /// [`delete_all_expired_sessions`](narvik_core::SessionStore::delete_all_expired_sessions)
-    /// every `every` (at least [`MIN_SWEEP_PERIOD`]), the first time one period from now.
+    /// Starts a tokio task that purges the records expired by the system clock every `every`
+    /// (at least [`MIN_SWEEP_PERIOD`]), the first time one period from now: the sweeper of a
+    /// deployment whose engine runs on [`SystemClock`] (the default). An engine built with
+    /// another clock needs [`spawn_sweeper_with_clock`](Self::spawn_sweeper_with_clock).
     ///
     /// Without a sweeper, expired records are invisible but keep their memory until something
     /// purges them; with one, memory stays bounded by the live sessions plus one period's worth
@@ -74,6 +76,41 @@ impl MemoryStore {
     /// # }
     /// ```
     pub fn spawn_sweeper(self: &Arc<Self>, every: Duration) -> Sweeper {
+        self.spawn_sweeper_with_clock(every, Arc::new(SystemClock))
+    }
+
+    /// [`spawn_sweeper`](Self::spawn_sweeper) on `clock`: each run deletes the records expired
+    /// at `clock.now()`, as
+    /// [`delete_all_expired_sessions`](narvik_core::SessionStore::delete_all_expired_sessions)
+    /// does with the `now` the engine hands down.
+    ///
+    /// A deployment has one clock: pass the one the engine was built with
+    /// ([`NarvikBuilder::clock`](narvik_core::NarvikBuilder::clock)), so the sweeper never
+    /// purges a session the engine still counts as live, nor keeps one it counts as expired.
+    /// The period itself is measured by tokio's timer, not by `clock`.
+    ///
+    /// # Panics
+    /// When called outside a tokio runtime (as `tokio::spawn` does).
+    ///
+    /// ```
+    /// # #[tokio::main(flavor = "current_thread")]
+    /// # async fn main() -> narvik_core::Result<()> {
+    /// use std::{sync::Arc, time::Duration};
+    /// use narvik_core::{Clock, ManualClock, Narvik};
+    /// use narvik_memory::MemoryStore;
+    ///
+    /// let clock: Arc<dyn Clock> = Arc::new(ManualClock::starting_now());
+    /// let store = Arc::new(MemoryStore::new());
+    /// let narvik: Narvik = Narvik::builder(store.clone()).clock(clock.clone()).build()?;
+    /// let sweeper = store.spawn_sweeper_with_clock(Duration::from_secs(60), clock);
+    /// # drop((narvik, sweeper));
+    /// # Ok(()) }
+    /// ```
+    pub fn spawn_sweeper_with_clock(
+        self: &Arc<Self>,
+        every: Duration,
+        clock: Arc<dyn Clock>,
+    ) -> Sweeper {
         let store: Weak<Self> = Arc::downgrade(self);
         let period = every.max(MIN_SWEEP_PERIOD);
         let task = tokio::spawn(async move {
@@ -85,7 +122,7 @@ impl MemoryStore {
                 let Some(store) = store.upgrade() else {
                     break;
                 };
-                let purged = store.purge_expired();
+                let purged = store.purge_expired_at(clock.now());
                 if purged > 0 {
                     tracing::debug!(purged, "narvik-memory sweeper purged expired sessions");
                 }

@@ -1,9 +1,13 @@
 //! The store's own internals: index consistency, expiry handling, the sweeper.
+//!
+//! The store has no clock: listing and purge get their `now` here explicitly, and only the
+//! tests of the two wall-clock decisions (fetch hiding, update refusal) use real, short
+//! expiries.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use narvik_core::{Clock, Error, ManualClock, SessionRecord, SessionStore};
+use narvik_core::{Capabilities, Error, ExpiredCount, ExpiredFetch, SessionRecord, SessionStore};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -19,10 +23,29 @@ fn record(id: &str, user_id: &str, expires_at: OffsetDateTime) -> SessionRecord 
     }
 }
 
-fn manual_store() -> (Arc<ManualClock>, MemoryStore) {
-    let clock = Arc::new(ManualClock::starting_now());
-    let store = MemoryStore::with_clock(clock.clone());
-    (clock, store)
+/// The wall clock to the millisecond, as the engine hands its `now` down.
+fn wall_now() -> OffsetDateTime {
+    let now = OffsetDateTime::now_utc();
+    now.replace_nanosecond(now.millisecond() as u32 * 1_000_000)
+        .expect("a whole millisecond is a valid nanosecond")
+}
+
+/// A real expiry short enough to wait out in a test, long enough that the steps before the
+/// wait finish while the record is still live.
+const SHORT: std::time::Duration = std::time::Duration::from_millis(800);
+
+/// Waits until the wall clock is past `at`.
+async fn wait_past(at: OffsetDateTime) {
+    let left = at - OffsetDateTime::now_utc() + Duration::milliseconds(50);
+    if left.is_positive() {
+        tokio::time::sleep(left.unsigned_abs()).await;
+    }
+}
+
+fn ids(records: &[SessionRecord]) -> Vec<&str> {
+    let mut ids: Vec<_> = records.iter().map(|r| r.id.as_str()).collect();
+    ids.sort_unstable();
+    ids
 }
 
 /// A small deterministic generator, so failures replay exactly.
@@ -40,10 +63,11 @@ impl Lcg {
 
 #[tokio::test]
 async fn save_is_insert_only_and_keeps_the_original() {
-    let (clock, store) = manual_store();
-    let original = record("a", "alice", clock.now() + Duration::hours(1));
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let original = record("a", "alice", now + Duration::hours(1));
     store.save_session(&original).await.expect("save");
-    let mut twin = record("a", "bob", clock.now() + Duration::hours(2));
+    let mut twin = record("a", "bob", now + Duration::hours(2));
     twin.data = json!("other").into();
     assert!(matches!(
         store.save_session(&twin).await,
@@ -54,17 +78,34 @@ async fn save_is_insert_only_and_keeps_the_original() {
         Some(original)
     );
     assert!(store
-        .fetch_sessions_for_user("bob")
+        .fetch_sessions_for_user("bob", now)
         .await
         .expect("bob")
         .is_empty());
     store.assert_consistent();
 }
 
+#[test]
+fn declares_every_call_hidden_expired_fetch_and_exact_counts() {
+    let declared = MemoryStore::new().capabilities();
+    assert_eq!(declared, MemoryStore::CAPABILITIES);
+    assert_eq!(
+        declared,
+        Capabilities {
+            fetch_sessions_for_user: true,
+            delete_sessions_for_user: true,
+            delete_all_expired_sessions: true,
+            expired_fetch: ExpiredFetch::Hidden,
+            keeps_already_expired: true,
+            expired_count: ExpiredCount::Exact,
+        }
+    );
+}
+
 #[tokio::test]
-async fn expired_records_are_hidden_until_purged_and_counted_exactly() {
-    let (clock, store) = manual_store();
-    let now = clock.now();
+async fn listing_and_purge_cut_off_at_the_given_now() {
+    let store = MemoryStore::new();
+    let now = wall_now();
     for i in 0..10 {
         let expires_at = now + Duration::minutes(i + 1);
         let user = if i % 2 == 0 { "even" } else { "odd" };
@@ -73,25 +114,113 @@ async fn expired_records_are_hidden_until_purged_and_counted_exactly() {
             .await
             .expect("save");
     }
-    clock.advance(Duration::minutes(4));
-    // Expiry is exclusive: s3 expires exactly now, so s0..=s3 are dead.
+    // The engine's clock may run ahead of the wall clock (a ManualClock): listing and purge
+    // follow the `now` they are given, the wall clock plays no part.
+    let later = now + Duration::minutes(4);
+    let even = store
+        .fetch_sessions_for_user("even", now)
+        .await
+        .expect("even");
+    assert_eq!(ids(&even), ["s0", "s2", "s4", "s6", "s8"]);
+    // Expiry is exclusive: s3 expires exactly at `later`, so s0..=s3 are dead then.
+    let even = store
+        .fetch_sessions_for_user("even", later)
+        .await
+        .expect("even");
+    assert_eq!(ids(&even), ["s4", "s6", "s8"]);
+    let odd = store
+        .fetch_sessions_for_user("odd", later)
+        .await
+        .expect("odd");
+    assert_eq!(ids(&odd), ["s5", "s7", "s9"]);
+    assert_eq!(
+        store.delete_all_expired_sessions(now).await.expect("purge"),
+        0,
+        "nothing has expired at the wall clock's now"
+    );
+    assert_eq!(store.len(), 10);
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(later)
+            .await
+            .expect("purge"),
+        4
+    );
+    assert_eq!(store.len(), 6);
     assert_eq!(store.fetch_session("s3").await.expect("fetch"), None);
     assert!(store.fetch_session("s4").await.expect("fetch").is_some());
-    let even = store.fetch_sessions_for_user("even").await.expect("even");
-    let mut ids: Vec<_> = even.iter().map(|r| r.id.as_str()).collect();
-    ids.sort_unstable();
-    assert_eq!(ids, ["s4", "s6", "s8"]);
-    assert_eq!(store.len(), 10, "hidden, not yet removed");
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 4);
-    assert_eq!(store.len(), 6);
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 0);
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(later)
+            .await
+            .expect("purge"),
+        0
+    );
+    store.assert_consistent();
+}
+
+#[tokio::test]
+async fn a_listing_behind_the_wall_clock_still_shows_what_fetch_hides() {
+    // Listing follows its `now`; fetch hiding follows the wall clock. The two meet only when
+    // the engine's clock is the wall clock, which is what the clock rule asks of a deployment.
+    let store = MemoryStore::new();
+    let now = wall_now();
+    store
+        .save_session(&record("gone", "alice", now - Duration::seconds(1)))
+        .await
+        .expect("save");
+    assert_eq!(store.fetch_session("gone").await.expect("fetch"), None);
+    let listed = store
+        .fetch_sessions_for_user("alice", now - Duration::minutes(1))
+        .await
+        .expect("list");
+    assert_eq!(ids(&listed), ["gone"]);
+    assert!(store
+        .fetch_sessions_for_user("alice", now)
+        .await
+        .expect("list")
+        .is_empty());
+}
+
+#[tokio::test]
+async fn fetch_hides_records_expired_by_the_wall_clock_until_purged() {
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let short_expiry = now + Duration::try_from(SHORT).expect("short duration");
+    store
+        .save_session(&record("past", "alice", now - Duration::milliseconds(1)))
+        .await
+        .expect("an already expired record is accepted");
+    store
+        .save_session(&record("short", "alice", short_expiry))
+        .await
+        .expect("save");
+    store
+        .save_session(&record("long", "alice", now + Duration::hours(1)))
+        .await
+        .expect("save");
+    assert_eq!(store.fetch_session("past").await.expect("fetch"), None);
+    assert!(store.fetch_session("short").await.expect("fetch").is_some());
+    wait_past(short_expiry).await;
+    assert_eq!(store.fetch_session("short").await.expect("fetch"), None);
+    assert!(store.fetch_session("long").await.expect("fetch").is_some());
+    assert_eq!(store.len(), 3, "hidden, not yet removed");
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(wall_now())
+            .await
+            .expect("purge"),
+        2,
+        "the record saved already expired is kept and counted"
+    );
+    assert_eq!(store.len(), 1);
     store.assert_consistent();
 }
 
 #[tokio::test]
 async fn update_moves_the_expiry_index_and_never_creates() {
-    let (clock, store) = manual_store();
-    let now = clock.now();
+    let store = MemoryStore::new();
+    let now = wall_now();
     store
         .save_session(&record("a", "alice", now + Duration::minutes(1)))
         .await
@@ -104,8 +233,11 @@ async fn update_moves_the_expiry_index_and_never_creates() {
         .update_session_expiry("ghost", now + Duration::hours(1))
         .await
         .expect("update of a missing id");
-    clock.advance(Duration::minutes(2));
-    assert_eq!(store.purge_expired(), 0, "the old expiry must be gone");
+    assert_eq!(
+        store.purge_expired_at(now + Duration::minutes(2)),
+        0,
+        "the old expiry must be gone"
+    );
     let fetched = store
         .fetch_session("a")
         .await
@@ -114,17 +246,75 @@ async fn update_moves_the_expiry_index_and_never_creates() {
     assert_eq!(fetched.expires_at, now + Duration::hours(1));
     assert_eq!(store.fetch_session("ghost").await.expect("fetch"), None);
     assert_eq!(store.len(), 1);
-    // Moving the expiry back into the past makes it purgeable at once.
+    // Moving the expiry of a live record back into the past makes it purgeable at once.
     store.update_session_expiry("a", now).await.expect("update");
-    assert_eq!(store.purge_expired(), 1);
+    assert_eq!(store.raw_entry("a"), Some(("alice".to_owned(), now)));
+    assert_eq!(store.purge_expired_at(wall_now()), 1);
     assert!(store.is_empty());
     store.assert_consistent();
 }
 
 #[tokio::test]
+async fn update_on_an_expired_record_does_not_revive_it() {
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let old = now - Duration::seconds(1);
+    store
+        .save_session(&record("dead", "alice", old))
+        .await
+        .expect("save");
+    store
+        .update_session_expiry("dead", now + Duration::hours(1))
+        .await
+        .expect("update");
+    let expired = record("dead", "alice", old);
+    store
+        .update_record_expiry(&expired, now + Duration::hours(2))
+        .await
+        .expect("update through the record");
+    assert_eq!(store.fetch_session("dead").await.expect("fetch"), None);
+    assert_eq!(
+        store.raw_entry("dead"),
+        Some(("alice".to_owned(), old)),
+        "the old expiry stays, in the record and in the expiry index"
+    );
+    assert!(store
+        .fetch_sessions_for_user("alice", wall_now())
+        .await
+        .expect("list")
+        .is_empty());
+    store.assert_consistent();
+    assert_eq!(store.purge_expired_at(wall_now()), 1);
+    assert!(store.is_empty());
+}
+
+#[tokio::test]
+async fn update_after_a_short_expiry_passes_does_not_revive_it() {
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let short_expiry = now + Duration::try_from(SHORT).expect("short duration");
+    store
+        .save_session(&record("brief", "alice", short_expiry))
+        .await
+        .expect("save");
+    wait_past(short_expiry).await;
+    store
+        .update_session_expiry("brief", wall_now() + Duration::days(1))
+        .await
+        .expect("update");
+    assert_eq!(store.fetch_session("brief").await.expect("fetch"), None);
+    assert_eq!(
+        store.raw_entry("brief"),
+        Some(("alice".to_owned(), short_expiry))
+    );
+    store.assert_consistent();
+}
+
+#[tokio::test]
 async fn per_user_calls_touch_only_that_user() {
-    let (clock, store) = manual_store();
-    let later = clock.now() + Duration::hours(1);
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let later = now + Duration::hours(1);
     for (id, user) in [
         ("1", "a%"),
         ("2", "a%"),
@@ -144,11 +334,19 @@ async fn per_user_calls_touch_only_that_user() {
         .expect("delete");
     assert_eq!(store.fetch_session("1").await.expect("fetch"), None);
     assert_eq!(
-        store.fetch_sessions_for_user("ab").await.expect("ab").len(),
+        store
+            .fetch_sessions_for_user("ab", now)
+            .await
+            .expect("ab")
+            .len(),
         1
     );
     assert_eq!(
-        store.fetch_sessions_for_user("x*").await.expect("x*").len(),
+        store
+            .fetch_sessions_for_user("x*", now)
+            .await
+            .expect("x*")
+            .len(),
         1
     );
     assert_eq!(store.len(), 3);
@@ -158,11 +356,15 @@ async fn per_user_calls_touch_only_that_user() {
         .await
         .expect("resave");
     assert_eq!(
-        store.fetch_sessions_for_user("ab").await.expect("ab").len(),
+        store
+            .fetch_sessions_for_user("ab", now)
+            .await
+            .expect("ab")
+            .len(),
         2
     );
     assert!(store
-        .fetch_sessions_for_user("a%")
+        .fetch_sessions_for_user("a%", now)
         .await
         .expect("a%")
         .is_empty());
@@ -171,10 +373,9 @@ async fn per_user_calls_touch_only_that_user() {
 
 #[tokio::test]
 async fn a_mass_expiry_is_purged_in_batches_and_counted_once() {
-    let clock = Arc::new(ManualClock::starting_now());
     // One shard, so the purge has to take its lock several times.
-    let store = MemoryStore::with_shards(1, clock.clone());
-    let now = clock.now();
+    let store = MemoryStore::with_shards(1);
+    let now = wall_now();
     for i in 0..2_500 {
         let user = format!("u{}", i % 7);
         store
@@ -186,10 +387,12 @@ async fn a_mass_expiry_is_purged_in_batches_and_counted_once() {
             .await
             .expect("save");
     }
-    clock.advance(Duration::milliseconds(2_400));
-    // Expiry is exclusive: s0..=s2400 are dead.
+    // Expiry is exclusive: s0..=s2400 are dead 2.4 s on.
     assert_eq!(
-        store.delete_all_expired_sessions().await.expect("purge"),
+        store
+            .delete_all_expired_sessions(now + Duration::milliseconds(2_400))
+            .await
+            .expect("purge"),
         2_401
     );
     assert_eq!(store.len(), 99);
@@ -198,7 +401,6 @@ async fn a_mass_expiry_is_purged_in_batches_and_counted_once() {
 
 #[test]
 fn shard_count_is_a_power_of_two() {
-    let clock = Arc::new(ManualClock::starting_now());
     for (asked, got) in [
         (0, 1),
         (1, 1),
@@ -207,18 +409,21 @@ fn shard_count_is_a_power_of_two() {
         (65, 128),
         (usize::MAX, 1 << 16),
     ] {
-        let store = MemoryStore::with_shards(asked, clock.clone());
+        let store = MemoryStore::with_shards(asked);
         assert_eq!(store.shard_count(), got);
     }
 }
 
 /// Tasks own disjoint ids but share users (so user shards are contended), each keeping its
 /// own model; the store must end equal to the union of the models, with consistent indexes.
+///
+/// Expiries are whole minutes from `now`, and the test takes seconds, so "expired by the wall
+/// clock" (what fetch and update judge by) is "expires at or before `now`" throughout.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_mixed_operations_keep_every_index_exact() {
-    let clock = Arc::new(ManualClock::starting_now());
-    let store = Arc::new(MemoryStore::with_shards(8, clock.clone()));
-    let now = clock.now();
+    let store = Arc::new(MemoryStore::with_shards(8));
+    let now = wall_now();
+    let started = std::time::Instant::now();
     let mut tasks = Vec::new();
     for task in 0..16u64 {
         let store = Arc::clone(&store);
@@ -251,7 +456,8 @@ async fn concurrent_mixed_operations_keep_every_index_exact() {
                             .update_session_expiry(&id, expires_at)
                             .await
                             .expect("update");
-                        if let Some(entry) = model.get_mut(&id) {
+                        // An expired record keeps its expiry: it is never revived.
+                        if let Some(entry) = model.get_mut(&id).filter(|entry| now < entry.1) {
                             entry.1 = expires_at;
                         }
                     }
@@ -271,7 +477,11 @@ async fn concurrent_mixed_operations_keep_every_index_exact() {
                 // Readers of the user index run against the writers all along.
                 if rng.below(50) == 0 {
                     let user = format!("u{}", rng.below(5));
-                    for found in store.fetch_sessions_for_user(&user).await.expect("user") {
+                    for found in store
+                        .fetch_sessions_for_user(&user, now)
+                        .await
+                        .expect("user")
+                    {
                         assert_eq!(found.user_id, user);
                         assert!(now < found.expires_at);
                     }
@@ -284,6 +494,10 @@ async fn concurrent_mixed_operations_keep_every_index_exact() {
     for task in tasks {
         expected.extend(task.await.expect("task"));
     }
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(50),
+        "the model assumes no live record expired by the wall clock during the run"
+    );
     store.assert_consistent();
     assert_eq!(store.len(), expected.len());
     for (id, (user, expires_at)) in &expected {
@@ -294,7 +508,8 @@ async fn concurrent_mixed_operations_keep_every_index_exact() {
         );
     }
     let expired = expected.values().filter(|(_, at)| *at <= now).count() as u64;
-    assert_eq!(store.purge_expired(), expired);
+    assert!(expired > 0, "the run must exercise expired records");
+    assert_eq!(store.purge_expired_at(now), expired);
     store.assert_consistent();
 }
 
@@ -302,13 +517,14 @@ async fn concurrent_mixed_operations_keep_every_index_exact() {
 /// index entry behind.
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn delete_racing_update_and_purge_never_resurrects() {
-    let clock = Arc::new(ManualClock::starting_now());
-    let store = Arc::new(MemoryStore::with_shards(4, clock.clone()));
-    let now = clock.now();
+    let store = Arc::new(MemoryStore::with_shards(4));
+    let now = wall_now();
     for round in 0..300 {
         let id = format!("race-{round}");
+        // Live, so the updates really move it; the purge runs at a `now` past every expiry
+        // written (an engine clock ahead of the wall clock), so it races them too.
         store
-            .save_session(&record(&id, "racer", now - Duration::seconds(1)))
+            .save_session(&record(&id, "racer", now + Duration::hours(1)))
             .await
             .expect("save");
         let updater = {
@@ -316,7 +532,7 @@ async fn delete_racing_update_and_purge_never_resurrects() {
             tokio::spawn(async move {
                 for step in 0..5 {
                     store
-                        .update_session_expiry(&id, now + Duration::minutes(step))
+                        .update_session_expiry(&id, now + Duration::minutes(step + 1))
                         .await
                         .expect("update");
                 }
@@ -337,7 +553,7 @@ async fn delete_racing_update_and_purge_never_resurrects() {
         };
         let purger = {
             let store = Arc::clone(&store);
-            tokio::spawn(async move { store.purge_expired() })
+            tokio::spawn(async move { store.purge_expired_at(now + Duration::hours(2)) })
         };
         updater.await.expect("updater");
         deleter.await.expect("deleter");
@@ -360,10 +576,12 @@ async fn delete_racing_update_and_purge_never_resurrects() {
 mod sweeper {
     use super::*;
 
+    use narvik_core::{Clock, ManualClock};
+
     #[tokio::test(start_paused = true)]
-    async fn sweeper_purges_on_its_period_and_stops_with_its_handle() {
+    async fn sweeper_purges_on_its_clock_and_period_and_stops_with_its_handle() {
         let clock = Arc::new(ManualClock::starting_now());
-        let store = Arc::new(MemoryStore::with_clock(clock.clone()));
+        let store = Arc::new(MemoryStore::new());
         let now = clock.now();
         store
             .save_session(&record("short", "alice", now + Duration::seconds(5)))
@@ -373,16 +591,55 @@ mod sweeper {
             .save_session(&record("long", "alice", now + Duration::days(1)))
             .await
             .expect("save");
-        let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(60));
-        clock.advance(Duration::seconds(10));
-        // Paused time: this sleep jumps the runtime's clock past the first tick at once.
+        let sweeper =
+            store.spawn_sweeper_with_clock(std::time::Duration::from_secs(60), clock.clone());
+        // Paused time: this sleep jumps the runtime's clock past the first tick at once (the
+        // wall clock does not move, so only the sweeper's own clock can expire "short").
         tokio::time::sleep(std::time::Duration::from_secs(61)).await;
+        assert_eq!(store.len(), 2, "nothing has expired on the sweeper's clock");
+        clock.advance(Duration::seconds(10));
+        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
         assert_eq!(
             store.len(),
             1,
-            "the expired record is purged by the sweeper"
+            "the record expired on the sweeper's clock is purged"
         );
         assert!(store.fetch_session("long").await.expect("fetch").is_some());
+        store.assert_consistent();
+        sweeper.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_sweeper_on_a_clock_behind_the_wall_keeps_what_that_clock_counts_live() {
+        let now = wall_now();
+        let clock = Arc::new(ManualClock::new(now - Duration::hours(1)));
+        let store = Arc::new(MemoryStore::new());
+        store
+            .save_session(&record("wall-expired", "alice", now - Duration::seconds(1)))
+            .await
+            .expect("save");
+        let sweeper = store.spawn_sweeper_with_clock(std::time::Duration::from_secs(1), clock);
+        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
+        assert_eq!(store.len(), 1, "live on the deployment's clock: kept");
+        sweeper.stop();
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn the_default_sweeper_purges_on_the_system_clock() {
+        let now = wall_now();
+        let store = Arc::new(MemoryStore::new());
+        store
+            .save_session(&record("expired", "alice", now - Duration::seconds(1)))
+            .await
+            .expect("save");
+        store
+            .save_session(&record("live", "alice", now + Duration::hours(1)))
+            .await
+            .expect("save");
+        let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(1));
+        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
+        assert_eq!(store.raw_entry("expired"), None);
+        assert!(store.raw_entry("live").is_some());
         store.assert_consistent();
         sweeper.stop();
     }

@@ -11,9 +11,14 @@
 //! | JSON | BSON |
 //! | --- | --- |
 //! | integer in `i64` range | `Int64` (`Int32` is also read back as an integer) |
-//! | integer above `i64::MAX` | `Decimal128` with exponent 0 |
+//! | integer above `i64::MAX` | `Decimal128` with exponent 0 (BSON has no unsigned 64-bit type) |
 //! | float (`1.0`, `-0.5`, `1e300`) | `Double` |
 //! | string, bool, null, array, object | string, boolean, null, array, embedded document |
+//!
+//! Every number comes back bit-exact: integers never pass through `f64`, and a float goes from
+//! serde_json's `f64` into the BSON double and back without text in between. Strings (ids and
+//! data alike) are length-prefixed in BSON, so a NUL inside one is stored like any other
+//! character; only object keys, which BSON writes as C strings, cannot hold one.
 //!
 //! Reading a BSON type outside this table (a date or an ObjectId put there by another
 //! program) is a [`Error::CorruptRecord`], never a guess.
@@ -268,9 +273,68 @@ mod tests {
     }
 
     #[test]
+    fn edge_numbers_keep_their_bits() {
+        let two_53_plus_1 = (1_i64 << 53) + 1;
+        let integers = [two_53_plus_1, -two_53_plus_1, i64::MAX - 1, i64::MIN + 1];
+        let floats = [
+            0.1 + 0.2,
+            1.0 / 3.0,
+            f64::MIN_POSITIVE,
+            2.225_073_858_507_201_4e-308,
+            1.000_000_000_000_000_2,
+        ];
+        let value =
+            json!({ "integers": integers, "u64": [u64::MAX, 1_u64 << 63], "floats": floats });
+        let Bson::Document(encoded) = json_to_bson(&value).expect("encodes") else {
+            panic!("an object encodes as a document");
+        };
+        let types = |name: &str| -> Vec<_> {
+            encoded
+                .get_array(name)
+                .expect(name)
+                .iter()
+                .map(Bson::element_type)
+                .collect()
+        };
+        use mongodb::bson::spec::ElementType;
+        assert_eq!(types("integers"), vec![ElementType::Int64; 4]);
+        assert_eq!(types("u64"), vec![ElementType::Decimal128; 2]);
+        assert_eq!(types("floats"), vec![ElementType::Double; 5]);
+
+        let back = round_trip(&value);
+        for (index, integer) in integers.iter().enumerate() {
+            assert_eq!(back["integers"][index].as_i64(), Some(*integer));
+        }
+        assert_eq!(back["u64"][0].as_u64(), Some(u64::MAX));
+        assert_eq!(back["u64"][1].as_u64(), Some(1_u64 << 63));
+        for (index, float) in floats.iter().enumerate() {
+            let read = back["floats"][index].as_f64().expect("a float");
+            assert_eq!(read.to_bits(), float.to_bits(), "{float:e}");
+        }
+    }
+
+    #[test]
+    fn nul_in_ids_and_data_strings_is_kept() {
+        let record = SessionRecord {
+            id: "x\0y".into(),
+            user_id: "a\0b".into(),
+            expires_at: time::macros::datetime!(2030-01-01 0:00 UTC),
+            created_at: time::macros::datetime!(2029-01-01 0:00 UTC),
+            data: json!({ "text": "p\0q\u{1}\r" }).into(),
+        };
+        let bytes = mongodb::bson::to_vec(&to_document(&record).expect("encodes")).expect("bytes");
+        let document = Document::from_reader(bytes.as_slice()).expect("parses");
+        assert_eq!(from_document(document).expect("decodes"), record);
+    }
+
+    #[test]
     fn nul_in_a_key_is_invalid_data() {
         assert!(matches!(
             json_to_bson(&json!({"a\u{0}b": 1})),
+            Err(Error::InvalidData(_))
+        ));
+        assert!(matches!(
+            json_to_bson(&json!([{ "ok": { "\u{0}": 1 } }])),
             Err(Error::InvalidData(_))
         ));
     }

@@ -1,11 +1,11 @@
-//! The two indexes the store relies on.
+//! The two indexes the store relies on, and the collation check that keeps ids byte-exact.
 
 use std::time::Duration;
 
 use mongodb::bson::{doc, Document};
 use mongodb::options::IndexOptions;
 use mongodb::{Collection, IndexModel};
-use narvik_core::Result;
+use narvik_core::{Error, Result};
 
 use crate::document::field;
 
@@ -24,6 +24,7 @@ pub const EXPIRES_AT_INDEX: &str = "expiresAt_1";
 /// replaced: the server rejects the call (`IndexOptionsConflict`), and it surfaces as
 /// [`Error::Unavailable`](narvik_core::Error::Unavailable) with the server's message.
 pub(crate) async fn ensure_indexes(collection: &Collection<Document>) -> Result<()> {
+    refuse_default_collation(collection).await?;
     let by_user = IndexModel::builder()
         .keys(doc! { field::USER_ID: 1 })
         .options(
@@ -46,4 +47,42 @@ pub(crate) async fn ensure_indexes(collection: &Collection<Document>) -> Result<
         .await
         .map_err(crate::error::from_driver)?;
     Ok(())
+}
+
+/// Fails if the collection exists with a default collation other than `simple`.
+///
+/// Indexes and queries without a collation of their own inherit the collection's, so under,
+/// say, `{ locale: "en", strength: 2 }` the unique `_id` index would reject "ID" as a duplicate
+/// of "id" and `{ userId: "alice" }` would match "Alice": twins the contract keeps apart. The
+/// store's indexes and queries name no collation, so they compare bytes on a collection
+/// without one (the default), and this check is what guarantees that. A collection that does
+/// not exist yet is created by the first write, without a collation.
+async fn refuse_default_collation(collection: &Collection<Document>) -> Result<()> {
+    let namespace = collection.namespace();
+    let reply = collection
+        .client()
+        .database(&namespace.db)
+        .run_command(doc! {
+            "listCollections": 1,
+            "filter": { "name": &namespace.coll },
+        })
+        .await
+        .map_err(crate::error::from_driver)?;
+    let locale = reply
+        .get_document("cursor")
+        .and_then(|cursor| cursor.get_array("firstBatch"))
+        .ok()
+        .and_then(|batch| batch.first())
+        .and_then(|spec| spec.as_document())
+        .and_then(|spec| spec.get_document("options").ok())
+        .and_then(|options| options.get_document("collation").ok())
+        .map(|collation| collation.get_str("locale").unwrap_or("?").to_owned());
+    match locale {
+        Some(locale) if locale != "simple" => Err(Error::InvalidConfiguration(format!(
+            "the collection `{namespace}` has the default collation `{locale}`, under which ids that \
+             differ only in case or accents would be taken for the same; narvik needs a \
+             collection without a collation (or with `simple`)"
+        ))),
+        _ => Ok(()),
+    }
 }

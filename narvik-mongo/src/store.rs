@@ -1,13 +1,11 @@
 //! [`MongoStore`]: the [`SessionStore`] on a MongoDB collection.
 
-use std::sync::Arc;
-
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::ClientOptions;
 use mongodb::{Client, Collection, Database};
 use narvik_core::session::short_id;
-use narvik_core::{Clock, Result, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{Capabilities, ExpiredCount, ExpiredFetch, Result, SessionRecord, SessionStore};
 use time::OffsetDateTime;
 
 use crate::config::{MongoStoreConfig, DEFAULT_DATABASE};
@@ -19,12 +17,13 @@ use crate::error::{from_driver, from_driver_setup};
 /// Cloning is cheap: clones share the driver's connection pool.
 ///
 /// Expired documents are invisible to every read, whether or not the server's TTL monitor has
-/// deleted them yet; "now" for that filter is taken from the store's [`Clock`] (the system clock
-/// unless [`with_clock`](Self::with_clock) says otherwise), not from the server.
+/// deleted them yet. The store holds no clock: `fetch_session` and the extensions judge expiry
+/// by the wall clock of this process, the listing and the purge by the `now` the engine hands
+/// down (see [`SessionStore`]'s "One clock" rule). Its declaration is
+/// [`MongoStore::CAPABILITIES`].
 #[derive(Clone)]
 pub struct MongoStore {
     collection: Collection<Document>,
-    clock: Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -40,7 +39,6 @@ impl MongoStore {
     pub fn new<T: Send + Sync>(collection: Collection<T>) -> Self {
         Self {
             collection: collection.clone_with_type(),
-            clock: Arc::new(SystemClock),
         }
     }
 
@@ -83,15 +81,13 @@ impl MongoStore {
         Self::from_client(&client, config)
     }
 
-    /// Takes "now" for the expiry filters from `clock` instead of the system clock, for tests
-    /// that move time, or to share the engine's clock.
-    pub fn with_clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
     /// Creates the per-user index and the TTL index on `expiresAt` (see the
     /// [crate documentation](crate)). Idempotent: call it at every start-up.
+    ///
+    /// Fails with [`Error::InvalidConfiguration`](narvik_core::Error::InvalidConfiguration)
+    /// if the collection exists with a default collation other than `simple`: under such a
+    /// collation the `_id` index and the per-user queries would take ids differing only by
+    /// case or accents for the same, and the store keeps ids byte-exact.
     pub async fn ensure_indexes(&self) -> Result<()> {
         crate::indexes::ensure_indexes(&self.collection).await
     }
@@ -101,18 +97,49 @@ impl MongoStore {
         &self.collection
     }
 
-    fn now(&self) -> mongodb::bson::DateTime {
-        document::to_bson_date(self.clock.now())
-    }
+    /// What the store supports, as [`capabilities`](SessionStore::capabilities) declares it:
+    /// every optional call, with
+    /// - `expired_fetch: Hidden`: every read filters `expiresAt > now`, so an expired record is
+    ///   never returned, whether or not the TTL monitor has removed it yet;
+    /// - `keeps_already_expired: true`: a record saved already expired is inserted like any
+    ///   other (and then hidden), so expired deletion finds it unless the monitor came first;
+    /// - `expired_count: AtMost`: the TTL monitor deletes expired documents on its own, and
+    ///   those are gone before `delete_all_expired_sessions` runs, so it cannot count them.
+    pub const CAPABILITIES: Capabilities = Capabilities {
+        fetch_sessions_for_user: true,
+        delete_sessions_for_user: true,
+        delete_all_expired_sessions: true,
+        expired_fetch: ExpiredFetch::Hidden,
+        keeps_already_expired: true,
+        expired_count: ExpiredCount::AtMost,
+    };
+}
 
-    fn live_filter(&self, mut filter: Document) -> Document {
-        filter.insert(field::EXPIRES_AT, doc! { "$gt": self.now() });
-        filter
-    }
+/// `filter` restricted to the documents live at `now` (`expiresAt > now`). `now` is truncated
+/// to the millisecond like the stored expiry, which loses nothing: for a whole millisecond
+/// `E`, `E > floor(now)` exactly when `E > now`.
+fn live_at(mut filter: Document, now: OffsetDateTime) -> Document {
+    filter.insert(
+        field::EXPIRES_AT,
+        doc! { "$gt": document::to_bson_date(now) },
+    );
+    filter
+}
+
+/// The wall clock, for the decisions inside the required calls (hiding an expired record,
+/// refusing to extend one): those calls get no `now` from the engine, and a store-level clock
+/// would be a second clock that could disagree with the engine's.
+fn wall_now() -> OffsetDateTime {
+    OffsetDateTime::now_utc()
 }
 
 #[narvik_core::async_trait]
 impl SessionStore for MongoStore {
+    /// [`MongoStore::CAPABILITIES`].
+    fn capabilities(&self) -> Capabilities {
+        Self::CAPABILITIES
+    }
+
     #[tracing::instrument(name = "narvik_mongo.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let document = document::to_document(record)?;
@@ -125,7 +152,7 @@ impl SessionStore for MongoStore {
 
     #[tracing::instrument(name = "narvik_mongo.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        let filter = self.live_filter(doc! { field::ID: session_id });
+        let filter = live_at(doc! { field::ID: session_id }, wall_now());
         match self
             .collection
             .find_one(filter)
@@ -137,15 +164,17 @@ impl SessionStore for MongoStore {
         }
     }
 
-    /// Only a live record is extended: an expired one counts as gone, whether or not the TTL
-    /// monitor has removed it yet, so an extension can never revive it.
+    /// Only a record live by the wall clock is extended: the filter and the `$set` are one
+    /// atomic `updateOne`, so an expired record counts as gone whether or not the TTL monitor
+    /// has removed it yet, and an extension can never revive it. (`update_record_expiry` is
+    /// the trait's default: the id is all this store needs.)
     #[tracing::instrument(name = "narvik_mongo.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
     async fn update_session_expiry(
         &self,
         session_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        let filter = self.live_filter(doc! { field::ID: session_id });
+        let filter = live_at(doc! { field::ID: session_id }, wall_now());
         let update = doc! { "$set": { field::EXPIRES_AT: document::to_bson_date(expires_at) } };
         // No upsert: a missing record stays missing.
         self.collection
@@ -164,9 +193,14 @@ impl SessionStore for MongoStore {
         Ok(())
     }
 
+    /// The sessions of `user_id` with `expiresAt > now`, through the `userId_1` index.
     #[tracing::instrument(name = "narvik_mongo.fetch_sessions_for_user", skip_all)]
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        let filter = self.live_filter(doc! { field::USER_ID: user_id });
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        let filter = live_at(doc! { field::USER_ID: user_id }, now);
         let documents: Vec<Document> = self
             .collection
             .find(filter)
@@ -187,14 +221,15 @@ impl SessionStore for MongoStore {
         Ok(())
     }
 
-    /// Deletes the documents with `expiresAt <= now` through the TTL index and returns how many
-    /// this call deleted. Documents the TTL monitor removed before are not counted: the count
+    /// Deletes the documents with `expiresAt <= now` (the engine's `now`) through the TTL
+    /// index and returns how many this call deleted. Documents the TTL monitor removed before are not counted: the count
     /// is never more than the expired records, and may be less.
     #[tracing::instrument(name = "narvik_mongo.delete_all_expired_sessions", skip_all)]
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        let cutoff = document::to_bson_date(now);
         let result = self
             .collection
-            .delete_many(doc! { field::EXPIRES_AT: { "$lte": self.now() } })
+            .delete_many(doc! { field::EXPIRES_AT: { "$lte": cutoff } })
             .await
             .map_err(from_driver)?;
         Ok(result.deleted_count)

@@ -7,9 +7,10 @@ use std::time::{Duration, Instant};
 
 use narvik_conformance::harness::record_expiring_in;
 use narvik_core::{Error, SessionRecord, SessionStore};
-use narvik_mongo::mongodb::bson::{doc, Bson, Document};
+use narvik_mongo::mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Document};
 use narvik_mongo::{MongoStore, MongoStoreConfig, EXPIRES_AT_INDEX, USER_ID_INDEX};
 use serde_json::json;
+use time::OffsetDateTime;
 
 fn record(id: &str, user_id: &str, expires_in: time::Duration) -> SessionRecord {
     SessionRecord {
@@ -34,6 +35,13 @@ async fn ensure_indexes_creates_the_ttl_and_user_indexes_idempotently() {
         let model = cursor.deserialize_current().expect("index model");
         let mut description = doc! { "key": model.keys };
         if let Some(options) = model.options {
+            // A collation on an index would merge ids that differ by case or accents.
+            assert!(
+                options.collation.is_none(),
+                "index {:?} has the collation {:?}",
+                options.name,
+                options.collation
+            );
             description.insert("name", options.name.unwrap_or_default());
             if let Some(ttl) = options.expire_after {
                 description.insert("expireAfterSeconds", ttl.as_secs() as i64);
@@ -129,30 +137,89 @@ async fn a_document_that_does_not_decode_is_a_corrupt_record() {
         }
     }
     assert!(matches!(
-        store.fetch_sessions_for_user("u").await,
+        store
+            .fetch_sessions_for_user("u", OffsetDateTime::now_utc())
+            .await,
         Err(Error::CorruptRecord { .. })
     ));
 }
 
+/// The raw `expiresAt` of the document `id`, or `None` when there is no such document.
+async fn raw_expiry(store: &MongoStore, id: &str) -> Option<Bson> {
+    common::raw(store)
+        .find_one(doc! { "_id": id })
+        .await
+        .expect("raw find")
+        .map(|mut found| found.remove("expiresAt").unwrap_or(Bson::Null))
+}
+
+fn bson_date(at: OffsetDateTime) -> Bson {
+    let millis = i64::try_from(at.unix_timestamp_nanos().div_euclid(1_000_000)).expect("millis");
+    Bson::DateTime(BsonDateTime::from_millis(millis))
+}
+
+/// On a collection without the TTL index (so that no monitor deletes anything), an expired
+/// record stays on disk and yet is never returned or extended: the hiding and the refusal are
+/// the store's own filters on the wall clock, not the monitor's work.
 #[tokio::test(flavor = "multi_thread")]
-async fn an_expired_record_is_gone_before_the_ttl_monitor_runs() {
-    let store = common::fresh_store().await;
+async fn an_expired_record_is_hidden_and_never_revived_until_purged() {
+    let store = common::fresh_store_without_ttl_index().await;
     let expired = record("expired-1", "bob", time::Duration::minutes(-5));
+    let short = record("short-1", "bob", time::Duration::milliseconds(1_500));
     store.save_session(&expired).await.expect("save");
+    store.save_session(&short).await.expect("save");
 
     assert_eq!(store.fetch_session("expired-1").await.expect("fetch"), None);
+    assert_eq!(
+        store.fetch_session("short-1").await.expect("fetch"),
+        Some(short.clone()),
+        "live for another second"
+    );
+    let listed = store
+        .fetch_sessions_for_user("bob", OffsetDateTime::now_utc())
+        .await
+        .expect("list");
+    assert_eq!(listed, vec![short.clone()]);
+
+    // Let the short one expire by the wall clock: nothing but time decides it.
+    let wait = short.expires_at + time::Duration::milliseconds(500) - OffsetDateTime::now_utc();
+    tokio::time::sleep(std::time::Duration::try_from(wait).unwrap_or_default()).await;
+    assert_eq!(store.fetch_session("short-1").await.expect("fetch"), None);
+
+    // Extensions of expired records, through both calls, change nothing on disk: the update's
+    // own filter refuses them, whatever a later fetch would show.
+    let tomorrow = OffsetDateTime::now_utc() + time::Duration::days(1);
+    for gone in [&expired, &short] {
+        store
+            .update_session_expiry(&gone.id, tomorrow)
+            .await
+            .expect("update_session_expiry");
+        store
+            .update_record_expiry(gone, tomorrow)
+            .await
+            .expect("update_record_expiry");
+        assert_eq!(
+            raw_expiry(&store, &gone.id).await,
+            Some(bson_date(gone.expires_at)),
+            "{}: an expired record was extended",
+            gone.id
+        );
+        assert_eq!(store.fetch_session(&gone.id).await.expect("fetch"), None);
+    }
     assert!(store
-        .fetch_sessions_for_user("bob")
+        .fetch_sessions_for_user("bob", OffsetDateTime::now_utc())
         .await
         .expect("list")
         .is_empty());
-    // An extension must not revive it: whether the monitor ran yet must not matter.
-    store
-        .update_session_expiry("expired-1", expired.expires_at + time::Duration::days(1))
-        .await
-        .expect("update");
-    assert_eq!(store.fetch_session("expired-1").await.expect("fetch"), None);
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 1);
+
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(OffsetDateTime::now_utc())
+            .await
+            .expect("purge"),
+        2,
+        "no TTL monitor here, so the count is exact"
+    );
     assert_eq!(
         common::raw(&store)
             .count_documents(doc! {})
@@ -162,22 +229,365 @@ async fn an_expired_record_is_gone_before_the_ttl_monitor_runs() {
     );
 }
 
+/// The listing and the purge go by the `now` they are handed, not by a clock of the store's:
+/// an engine with a manual clock gets answers for its time.
 #[tokio::test(flavor = "multi_thread")]
-async fn store_clock_decides_what_is_expired() {
-    let clock = std::sync::Arc::new(narvik_core::ManualClock::starting_now());
-    let store = common::fresh_store().await.with_clock(clock.clone());
-    store
-        .save_session(&record("clocked", "carol", time::Duration::hours(1)))
+async fn listing_and_purge_cut_off_at_the_given_now() {
+    let store = common::fresh_store_without_ttl_index().await;
+    let soon = record("soon", "carol", time::Duration::hours(1));
+    let later = record("later", "carol", time::Duration::days(3));
+    store.save_session(&soon).await.expect("save");
+    store.save_session(&later).await.expect("save");
+
+    let now = OffsetDateTime::now_utc();
+    let in_two_hours = now + time::Duration::hours(2);
+    let mut listed = store
+        .fetch_sessions_for_user("carol", now)
         .await
-        .expect("save");
-    assert!(store
-        .fetch_session("clocked")
+        .expect("list now");
+    listed.sort_by(|a, b| a.id.cmp(&b.id));
+    assert_eq!(listed, vec![later.clone(), soon.clone()]);
+    assert_eq!(
+        store
+            .fetch_sessions_for_user("carol", in_two_hours)
+            .await
+            .expect("list in two hours"),
+        vec![later.clone()]
+    );
+    // The cut-off is `expiresAt > now` to the millisecond: at its very expiry a record is over.
+    assert_eq!(
+        store
+            .fetch_sessions_for_user("carol", soon.expires_at)
+            .await
+            .expect("list at the expiry"),
+        vec![later.clone()]
+    );
+
+    assert_eq!(
+        store.delete_all_expired_sessions(now).await.expect("purge"),
+        0
+    );
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(in_two_hours)
+            .await
+            .expect("purge in two hours"),
+        1
+    );
+    assert_eq!(raw_expiry(&store, "soon").await, None, "purged");
+    assert_eq!(
+        store.fetch_session("later").await.expect("fetch"),
+        Some(later)
+    );
+}
+
+/// The TTL-native audit: after a mixed workload (saves, both extension calls on live, expired,
+/// deleted and unknown records, deletes, a purge) every document in the collection carries a
+/// BSON date `expiresAt`, so the TTL monitor will remove each one in the end, and the TTL
+/// index on `expiresAt` is in place with `expireAfterSeconds: 0`.
+#[tokio::test(flavor = "multi_thread")]
+async fn every_document_written_carries_a_date_expiry_under_the_ttl_index() {
+    let store = common::fresh_store().await;
+    let hours = time::Duration::hours;
+    let soon = record("a-soon", "u1", hours(1));
+    let extended = record("b-extended", "u1", hours(72));
+    let moved = record("c-moved", "u1", hours(72));
+    let expired = record("d-expired", "u1", time::Duration::minutes(-5));
+    let deleted = record("e-deleted", "u1", hours(72));
+    let other_soon = record("f-other", "u2", hours(1));
+    let other_later = record("g-other", "u2", hours(72));
+    for saved in [
+        &soon,
+        &extended,
+        &moved,
+        &expired,
+        &deleted,
+        &other_soon,
+        &other_later,
+    ] {
+        store.save_session(saved).await.expect("save");
+    }
+
+    let now = OffsetDateTime::now_utc();
+    let extended_to = now + hours(48);
+    let moved_to = now + hours(96);
+    store
+        .update_record_expiry(&extended, extended_to)
+        .await
+        .expect("update_record_expiry");
+    store
+        .update_session_expiry(&moved.id, moved_to)
+        .await
+        .expect("update_session_expiry");
+    // Still inside the purge's window below.
+    store
+        .update_record_expiry(&soon, now + time::Duration::minutes(90))
+        .await
+        .expect("update_record_expiry");
+    store
+        .update_session_expiry(&expired.id, now + hours(24))
+        .await
+        .expect("update of an expired record");
+    store.delete_session(&deleted.id).await.expect("delete");
+    store
+        .update_record_expiry(&deleted, now + hours(24))
+        .await
+        .expect("update of a deleted record");
+    store
+        .update_session_expiry("never-saved", now + hours(24))
+        .await
+        .expect("update of an unknown record");
+    store
+        .delete_sessions_for_user("u2")
+        .await
+        .expect("delete u2");
+    let after = record("h-after", "u2", hours(72));
+    store.save_session(&after).await.expect("save after");
+    let counted = store
+        .delete_all_expired_sessions(now + hours(2))
+        .await
+        .expect("purge");
+    // `a-soon` cannot have been taken by the monitor (it is live); `d-expired` may have been.
+    assert!((1..=2).contains(&counted), "purge counted {counted}");
+
+    let mut expiries = std::collections::BTreeMap::new();
+    let mut cursor = common::raw(&store).find(doc! {}).await.expect("scan");
+    while cursor.advance().await.expect("next document") {
+        let found: Document = cursor.deserialize_current().expect("document");
+        let id = found.get_str("_id").expect("string _id").to_owned();
+        match found.get("expiresAt") {
+            Some(Bson::DateTime(date)) => {
+                expiries.insert(id, Bson::DateTime(*date));
+            }
+            other => panic!("document {id} has no date expiresAt: {other:?} in {found:?}"),
+        }
+    }
+    let expected: std::collections::BTreeMap<String, Bson> = [
+        ("b-extended", bson_date(extended_to)),
+        ("c-moved", bson_date(moved_to)),
+        ("h-after", bson_date(after.expires_at)),
+    ]
+    .into_iter()
+    .map(|(id, date)| (id.to_owned(), date))
+    .collect();
+    assert_eq!(expiries, expected, "the documents left and their expiries");
+
+    let (keys, expire_after) = index_by_name(&store, EXPIRES_AT_INDEX).await;
+    assert_eq!(keys, doc! { "expiresAt": 1 });
+    assert_eq!(expire_after, Some(Duration::ZERO), "the TTL of the index");
+}
+
+/// The key pattern and TTL of the index `name`, failing when there is none.
+async fn index_by_name(store: &MongoStore, name: &str) -> (Document, Option<Duration>) {
+    let mut cursor = store
+        .collection()
+        .list_indexes()
+        .await
+        .expect("list indexes");
+    while cursor.advance().await.expect("next index") {
+        let model = cursor.deserialize_current().expect("index model");
+        let options = model.options.unwrap_or_default();
+        if options.name.as_deref() == Some(name) {
+            return (model.keys, options.expire_after);
+        }
+    }
+    panic!("no index {name}");
+}
+
+/// A collection with a default collation would make the `_id` index and the per-user queries
+/// merge twins ("ID"/"id"), so `ensure_indexes` refuses it; `simple` is byte comparison and fine.
+#[tokio::test(flavor = "multi_thread")]
+async fn ensure_indexes_refuses_a_collection_with_a_default_collation() {
+    use narvik_mongo::mongodb::options::{Collation, CollationStrength};
+    let database = common::client().await.database(common::TEST_DATABASE);
+
+    let folding = common::fresh_collection_name();
+    database
+        .create_collection(&folding)
+        .collation(
+            Collation::builder()
+                .locale("en")
+                .strength(CollationStrength::Secondary)
+                .build(),
+        )
+        .await
+        .expect("create a collated collection");
+    let store = MongoStore::new(database.collection::<Document>(&folding));
+    match store.ensure_indexes().await {
+        Err(Error::InvalidConfiguration(message)) => {
+            assert!(message.contains("collation"), "{message}")
+        }
+        other => panic!("expected InvalidConfiguration, got {other:?}"),
+    }
+
+    let simple = common::fresh_collection_name();
+    database
+        .create_collection(&simple)
+        .collation(Collation::builder().locale("simple").build())
+        .await
+        .expect("create a simple-collation collection");
+    MongoStore::new(database.collection::<Document>(&simple))
+        .ensure_indexes()
+        .await
+        .expect("simple collation is byte comparison");
+}
+
+/// The edges of DESIGN 2.14 through the server, with the BSON type each value is stored as:
+/// integers past 2^53 and at the i64 extremes as `Int64`, integers past `i64::MAX` as
+/// `Decimal128` (BSON has no unsigned 64-bit type), floats as `Double` with every bit; NUL in
+/// ids and in data strings as plain BSON string bytes.
+#[tokio::test(flavor = "multi_thread")]
+async fn edge_values_keep_their_bits_and_bson_types() {
+    let store = common::fresh_store().await;
+    let two_53_plus_1 = (1_i64 << 53) + 1;
+    let integers = [
+        two_53_plus_1,
+        -two_53_plus_1,
+        i64::MAX - 1,
+        i64::MIN + 1,
+        i64::MAX,
+        i64::MIN,
+    ];
+    let unsigned = [u64::MAX, u64::MAX - 1, 1_u64 << 63];
+    let floats = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        f64::MAX,
+        f64::MIN_POSITIVE,
+        5e-324,
+        2.225_073_858_507_201_4e-308,
+        9_007_199_254_740_993.0,
+        1.000_000_000_000_000_2,
+        -0.0,
+    ];
+    let texts = ["a\0b", "\u{1}\u{1f}\u{7f}", "\u{85}\u{2028}", "\r", "\0"];
+    let saved = SessionRecord {
+        id: "x\0y".to_owned(),
+        user_id: "a\0b".to_owned(),
+        data: json!({
+            "integers": integers,
+            "unsigned": unsigned,
+            "floats": floats,
+            "texts": texts,
+        })
+        .into(),
+        ..record("unused", "unused", time::Duration::hours(1))
+    };
+    store.save_session(&saved).await.expect("save");
+    // Near twins of both ids, each its own record.
+    let twins = [("x", "a"), ("xy", "ab"), ("x\0", "a\0")].map(|(id, user)| SessionRecord {
+        data: json!({ "twin": id }).into(),
+        ..record(id, user, time::Duration::hours(1))
+    });
+    for twin in &twins {
+        store.save_session(twin).await.expect("save twin");
+    }
+
+    let fetched = store
+        .fetch_session("x\0y")
         .await
         .expect("fetch")
-        .is_some());
-    clock.advance(time::Duration::hours(2));
-    assert_eq!(store.fetch_session("clocked").await.expect("fetch"), None);
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 1);
+        .expect("stored");
+    assert_eq!(fetched, saved);
+    let data = fetched.data.to_value().expect("JSON");
+    for (index, expected) in integers.iter().enumerate() {
+        assert_eq!(data["integers"][index].as_i64(), Some(*expected));
+    }
+    for (index, expected) in unsigned.iter().enumerate() {
+        assert_eq!(data["unsigned"][index].as_u64(), Some(*expected));
+    }
+    for (index, expected) in floats.iter().enumerate() {
+        let back = data["floats"][index].as_f64().expect("a float");
+        assert_eq!(back.to_bits(), expected.to_bits(), "{expected:e}");
+    }
+    for (index, expected) in texts.iter().enumerate() {
+        assert_eq!(data["texts"][index].as_str(), Some(*expected));
+    }
+
+    let stored = common::raw(&store)
+        .find_one(doc! { "_id": "x\0y" })
+        .await
+        .expect("raw find")
+        .expect("stored");
+    assert_eq!(stored.get_str("userId"), Ok("a\0b"));
+    let stored_data = stored.get_document("data").expect("data");
+    let kinds = |name: &str| -> Vec<_> {
+        stored_data
+            .get_array(name)
+            .expect(name)
+            .iter()
+            .map(Bson::element_type)
+            .collect()
+    };
+    use narvik_mongo::mongodb::bson::spec::ElementType;
+    assert_eq!(kinds("integers"), vec![ElementType::Int64; integers.len()]);
+    assert_eq!(
+        kinds("unsigned"),
+        vec![ElementType::Decimal128; unsigned.len()]
+    );
+    assert_eq!(kinds("floats"), vec![ElementType::Double; floats.len()]);
+
+    // The NUL does not truncate an id anywhere: each twin is found, listed and deleted alone.
+    for twin in &twins {
+        assert_eq!(
+            store
+                .fetch_session(&twin.id)
+                .await
+                .expect("fetch twin")
+                .as_ref(),
+            Some(twin)
+        );
+    }
+    let now = OffsetDateTime::now_utc();
+    assert_eq!(
+        store
+            .fetch_sessions_for_user("a\0b", now)
+            .await
+            .expect("list"),
+        vec![saved]
+    );
+    store
+        .delete_sessions_for_user("a\0b")
+        .await
+        .expect("delete user");
+    assert_eq!(store.fetch_session("x\0y").await.expect("fetch"), None);
+    for twin in &twins {
+        assert_eq!(
+            store
+                .fetch_sessions_for_user(&twin.user_id, now)
+                .await
+                .expect("list twin"),
+            vec![twin.clone()]
+        );
+    }
+}
+
+/// A NUL inside a data key cannot be a BSON key (a C string): the save fails with
+/// `InvalidData` before anything is sent, at any depth, and nothing is stored.
+#[tokio::test(flavor = "multi_thread")]
+async fn nul_in_a_data_key_is_invalid_data_and_stores_nothing() {
+    let store = common::fresh_store().await;
+    for (id, data) in [
+        ("top", json!({ "a\0b": 1 })),
+        ("deep", json!({ "list": [{ "ok": { "\0": true } }] })),
+    ] {
+        let refused = SessionRecord {
+            data: data.into(),
+            ..record(id, "nul-key", time::Duration::hours(1))
+        };
+        match store.save_session(&refused).await {
+            Err(Error::InvalidData(message)) => assert!(message.contains("NUL"), "{message}"),
+            other => panic!("{id}: expected InvalidData, got {other:?}"),
+        }
+        assert_eq!(store.fetch_session(id).await.expect("fetch"), None);
+    }
+    assert_eq!(
+        common::raw(&store)
+            .count_documents(doc! {})
+            .await
+            .expect("count"),
+        0
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -231,7 +231,9 @@ async fn server_restart_mid_run_fails_typed_and_recovers_with_data_intact() {
     assert_unavailable("delete_session", store.delete_session("before-01").await);
     assert_unavailable(
         "fetch_sessions_for_user",
-        store.fetch_sessions_for_user("ann").await,
+        store
+            .fetch_sessions_for_user("ann", OffsetDateTime::now_utc())
+            .await,
     );
     assert_unavailable(
         "delete_sessions_for_user",
@@ -239,7 +241,9 @@ async fn server_restart_mid_run_fails_typed_and_recovers_with_data_intact() {
     );
     assert_unavailable(
         "delete_all_expired_sessions",
-        store.delete_all_expired_sessions().await,
+        store
+            .delete_all_expired_sessions(OffsetDateTime::now_utc())
+            .await,
     );
     let down_for = down_since.elapsed();
     assert!(
@@ -294,7 +298,7 @@ async fn server_restart_mid_run_fails_typed_and_recovers_with_data_intact() {
     }
     assert_eq!(
         store
-            .fetch_sessions_for_user("ann")
+            .fetch_sessions_for_user("ann", OffsetDateTime::now_utc())
             .await
             .expect("list")
             .len(),
@@ -310,7 +314,7 @@ async fn server_restart_mid_run_fails_typed_and_recovers_with_data_intact() {
         .await
         .expect("delete after restart");
     assert!(store
-        .fetch_sessions_for_user("ben")
+        .fetch_sessions_for_user("ben", OffsetDateTime::now_utc())
         .await
         .expect("list")
         .is_empty());

@@ -2,8 +2,10 @@
 
 use narvik_core::Error;
 
-/// SQLSTATE class 22, "data exception": a value the server refuses to store, such as a NUL
-/// character in a user id or a `\u0000` escape in `jsonb`.
+/// SQLSTATE class 22, "data exception": a value the server refuses to store. The store finds
+/// NUL characters (22021 in `text`, 22P05 as `\u0000` in `jsonb`) before sending; this is the
+/// fallback for what only the server can judge, such as a character a database that is not
+/// UTF-8 cannot represent.
 const DATA_EXCEPTION_CLASS: &str = "22";
 
 /// Maps a driver error onto [`Error`].
@@ -41,5 +43,74 @@ pub(crate) fn map_insert_error(error: sqlx::Error) -> Error {
             Error::DuplicateId
         }
         _ => map_sqlx_error(error),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use sqlx::error::{DatabaseError, ErrorKind};
+
+    use super::*;
+
+    /// A server error with a chosen SQLSTATE and a message that says the opposite, to prove the
+    /// mapping reads the code only.
+    #[derive(Debug)]
+    struct ServerError {
+        code: &'static str,
+        kind: fn() -> ErrorKind,
+    }
+
+    impl std::fmt::Display for ServerError {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.message())
+        }
+    }
+
+    impl std::error::Error for ServerError {}
+
+    impl DatabaseError for ServerError {
+        fn message(&self) -> &str {
+            "duplicate key value violates unique constraint; invalid byte sequence"
+        }
+        fn code(&self) -> Option<Cow<'_, str>> {
+            Some(Cow::Borrowed(self.code))
+        }
+        fn as_error(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn as_error_mut(&mut self) -> &mut (dyn std::error::Error + Send + Sync + 'static) {
+            self
+        }
+        fn into_error(self: Box<Self>) -> Box<dyn std::error::Error + Send + Sync + 'static> {
+            self
+        }
+        fn kind(&self) -> ErrorKind {
+            (self.kind)()
+        }
+    }
+
+    fn server_error(code: &'static str, kind: fn() -> ErrorKind) -> sqlx::Error {
+        sqlx::Error::Database(Box::new(ServerError { code, kind }))
+    }
+
+    #[test]
+    fn server_errors_map_by_sqlstate_not_by_message() {
+        // 22021: NUL or a bad byte in text; 22P05: `\u0000` in jsonb; 22008: a time out of range.
+        for code in ["22021", "22P05", "22008"] {
+            let error = map_insert_error(server_error(code, || ErrorKind::Other));
+            assert!(matches!(error, Error::InvalidData(_)), "{code}: {error:?}");
+        }
+        let error = map_insert_error(server_error("23505", || ErrorKind::UniqueViolation));
+        assert!(matches!(error, Error::DuplicateId), "{error:?}");
+        // A lost connection and an administrator's shutdown are unavailable.
+        for code in ["08006", "57P01"] {
+            let error = map_sqlx_error(server_error(code, || ErrorKind::Other));
+            assert!(
+                matches!(error, Error::Unavailable { .. }),
+                "{code}: {error:?}"
+            );
+        }
     }
 }

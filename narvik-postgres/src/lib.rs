@@ -4,6 +4,7 @@
 
 pub mod config;
 mod error;
+mod jsonb;
 #[cfg(feature = "migrate")]
 mod migrate;
 mod store;

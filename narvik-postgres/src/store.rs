@@ -9,10 +9,11 @@ use time::OffsetDateTime;
 
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
-use narvik_core::{Clock, Result, SessionRecord, SessionStore, SystemClock};
+use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
 
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error};
+use crate::jsonb::JsonbParam;
 
 /// A narvik session store on PostgreSQL.
 ///
@@ -21,11 +22,24 @@ use crate::error::{map_insert_error, map_sqlx_error};
 /// [`PostgresStore::connect`]; create the table with [`PostgresStore::migrate`] (feature
 /// `migrate`, on by default).
 ///
-/// **Expired records.** [`fetch_session`](SessionStore::fetch_session) returns a record even
-/// after its expiry; the engine judges it and deletes it. The per-user listing returns live
-/// records only, and the purge deletes expired ones; both take "now" from the store's
-/// [`Clock`] (the application's clock, [`SystemClock`] unless configured), not from the
-/// database server, so that the store and the engine agree on what is expired.
+/// **Capabilities:** [`Capabilities::ALL`]. Every optional call is implemented;
+/// [`fetch_session`](SessionStore::fetch_session) returns a record even after its expiry (the
+/// engine judges it and deletes it); a record saved already expired is kept until the purge;
+/// the purge reports exactly the rows it deleted.
+///
+/// **Time.** The per-user listing and the purge filter on the `now` the engine hands down (so a
+/// [`ManualClock`](narvik_core::ManualClock) on the engine governs them); the store holds no
+/// clock. [`update_session_expiry`](SessionStore::update_session_expiry) refuses to extend a
+/// record that has expired by the application's wall clock (`OffsetDateTime::now_utc()`), the
+/// clock the engine's default [`SystemClock`](narvik_core::SystemClock) reads, not by the
+/// database server's `now()`, so that the store and the engine judge expiry on the same clock
+/// whatever the skew between the application's hosts and the server.
+///
+/// **Values Postgres cannot hold.** A NUL character (U+0000) in a session id or user id
+/// (`text` cannot hold it), and a NUL or a `-0.0` in the data (`jsonb` cannot hold them), are
+/// [`Error::InvalidData`] at save, found before anything is sent; nothing is stored. Every
+/// other id is kept byte for byte, and the data's numbers come back with the same kind and
+/// bits (see the crate's README).
 #[derive(Clone)]
 pub struct PostgresStore {
     inner: Arc<Inner>,
@@ -34,7 +48,6 @@ pub struct PostgresStore {
 struct Inner {
     pool: PgPool,
     config: PostgresConfig,
-    clock: Arc<dyn Clock>,
     sql: Statements,
 }
 
@@ -69,7 +82,11 @@ impl Statements {
                 "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
             )),
             select: sql(format!("SELECT {COLUMNS} FROM {table} WHERE id = $1")),
-            update_expiry: sql(format!("UPDATE {table} SET expires_at = $2 WHERE id = $1")),
+            // `expires_at > $3` (the wall clock): an expired record, purged or not, is as good
+            // as missing and is never extended back to life.
+            update_expiry: sql(format!(
+                "UPDATE {table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3"
+            )),
             delete: sql(format!("DELETE FROM {table} WHERE id = $1")),
             select_for_user: sql(format!(
                 "SELECT {COLUMNS} FROM {table} WHERE user_id = $1 AND expires_at > $2"
@@ -100,17 +117,16 @@ use sqlx::SqlSafeStr as _;
 impl PostgresStore {
     /// A store on `pool` with the default schema (`public`) and table (`narvik_sessions`).
     pub fn new(pool: PgPool) -> Self {
-        Self::from_parts(pool, PostgresConfig::default(), Arc::new(SystemClock))
+        Self::from_parts(pool, PostgresConfig::default())
     }
 
-    /// A builder for a store on `pool` with a custom schema, table, purge batch or clock.
+    /// A builder for a store on `pool` with a custom schema, table or purge batch.
     pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             pool,
             schema: PostgresConfig::DEFAULT_SCHEMA.to_owned(),
             table: PostgresConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: PostgresConfig::DEFAULT_PURGE_BATCH_SIZE,
-            clock: Arc::new(SystemClock),
         }
     }
 
@@ -123,15 +139,10 @@ impl PostgresStore {
         Ok(Self::new(pool))
     }
 
-    fn from_parts(pool: PgPool, config: PostgresConfig, clock: Arc<dyn Clock>) -> Self {
+    fn from_parts(pool: PgPool, config: PostgresConfig) -> Self {
         let sql = Statements::new(&config);
         Self {
-            inner: Arc::new(Inner {
-                pool,
-                config,
-                clock,
-                sql,
-            }),
+            inner: Arc::new(Inner { pool, config, sql }),
         }
     }
 
@@ -167,10 +178,6 @@ impl PostgresStore {
             ("delete_all_expired_sessions", sql.purge_batch.as_str()),
         ]
     }
-
-    fn now(&self) -> OffsetDateTime {
-        self.inner.clock.now()
-    }
 }
 
 /// Builds a [`PostgresStore`] with custom names; see [`PostgresStore::builder`].
@@ -191,7 +198,6 @@ pub struct PostgresStoreBuilder {
     schema: String,
     table: String,
     purge_batch_size: u32,
-    clock: Arc<dyn Clock>,
 }
 
 impl PostgresStoreBuilder {
@@ -213,18 +219,11 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Where the store takes "now" for the live filter and the purge. Give it the engine's
-    /// clock when the engine runs on a [`narvik_core::ManualClock`].
-    pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
-        self.clock = clock;
-        self
-    }
-
     /// Validates the names and builds the store; a name that is not a plain identifier is
     /// [`narvik_core::Error::InvalidConfiguration`].
     pub fn build(self) -> Result<PostgresStore> {
         let config = PostgresConfig::new(&self.schema, &self.table, self.purge_batch_size)?;
-        Ok(PostgresStore::from_parts(self.pool, config, self.clock))
+        Ok(PostgresStore::from_parts(self.pool, config))
     }
 }
 
@@ -241,11 +240,43 @@ fn record_from_row(row: &PgRow) -> Result<SessionRecord> {
     })
 }
 
+/// Whether `value` holds a NUL character, which a PostgreSQL `text` value cannot (the server
+/// would refuse it with SQLSTATE 22021). No record with such an id or user id can exist, so
+/// reads and deletes by one answer without a round trip, and saves refuse it before sending.
+fn has_nul(value: &str) -> bool {
+    value.contains('\0')
+}
+
+/// The wall clock to the millisecond, the precision of every stored time: with expiries on
+/// whole milliseconds, `expires_at > now` means the same for `now` and for `now` truncated,
+/// and the truncated value is exactly what the server compares.
+fn wall_clock_now() -> OffsetDateTime {
+    truncate_to_millis(OffsetDateTime::now_utc())
+}
+
 #[async_trait]
 impl SessionStore for PostgresStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
     #[tracing::instrument(name = "narvik_postgres.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        let data = record.data.to_value()?;
+        if has_nul(&record.id) {
+            return Err(Error::InvalidData(
+                "a session id with a NUL character (U+0000) cannot be stored in a PostgreSQL \
+                 text column"
+                    .into(),
+            ));
+        }
+        if has_nul(&record.user_id) {
+            return Err(Error::InvalidData(
+                "a user id with a NUL character (U+0000) cannot be stored in a PostgreSQL text \
+                 column"
+                    .into(),
+            ));
+        }
+        let data = JsonbParam::new(&record.data)?;
         // timestamptz keeps microseconds and rounds below; narvik promises milliseconds, so
         // truncate here rather than let the server round up into the next millisecond.
         sqlx::query(self.inner.sql.insert.clone())
@@ -253,7 +284,7 @@ impl SessionStore for PostgresStore {
             .bind(&record.user_id)
             .bind(truncate_to_millis(record.expires_at))
             .bind(truncate_to_millis(record.created_at))
-            .bind(data.as_ref())
+            .bind(data)
             .execute(&self.inner.pool)
             .await
             .map_err(map_insert_error)?;
@@ -262,6 +293,9 @@ impl SessionStore for PostgresStore {
 
     #[tracing::instrument(name = "narvik_postgres.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
+        if has_nul(session_id) {
+            return Ok(None);
+        }
         let row = sqlx::query(self.inner.sql.select.clone())
             .bind(session_id)
             .fetch_optional(&self.inner.pool)
@@ -276,11 +310,16 @@ impl SessionStore for PostgresStore {
         session_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        // A plain UPDATE touches existing rows only: an extension racing a logout finds no row
-        // and changes nothing.
+        if has_nul(session_id) {
+            return Ok(());
+        }
+        // An UPDATE touches existing rows only: an extension racing a logout finds no row and
+        // changes nothing. And only live ones, by the wall clock (see the type's docs for why
+        // not the server's): a record that has expired but is not purged yet stays expired.
         sqlx::query(self.inner.sql.update_expiry.clone())
             .bind(session_id)
             .bind(truncate_to_millis(expires_at))
+            .bind(wall_clock_now())
             .execute(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
@@ -289,6 +328,9 @@ impl SessionStore for PostgresStore {
 
     #[tracing::instrument(name = "narvik_postgres.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
+        if has_nul(session_id) {
+            return Ok(());
+        }
         sqlx::query(self.inner.sql.delete.clone())
             .bind(session_id)
             .execute(&self.inner.pool)
@@ -298,10 +340,17 @@ impl SessionStore for PostgresStore {
     }
 
     #[tracing::instrument(name = "narvik_postgres.fetch_sessions_for_user", skip_all)]
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        if has_nul(user_id) {
+            return Ok(Vec::new());
+        }
         let rows = sqlx::query(self.inner.sql.select_for_user.clone())
             .bind(user_id)
-            .bind(self.now())
+            .bind(now)
             .fetch_all(&self.inner.pool)
             .await
             .map_err(map_sqlx_error)?;
@@ -310,6 +359,9 @@ impl SessionStore for PostgresStore {
 
     #[tracing::instrument(name = "narvik_postgres.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+        if has_nul(user_id) {
+            return Ok(());
+        }
         sqlx::query(self.inner.sql.delete_for_user.clone())
             .bind(user_id)
             .execute(&self.inner.pool)
@@ -323,11 +375,10 @@ impl SessionStore for PostgresStore {
         skip_all,
         fields(deleted)
     )]
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        // One "now" for the whole purge: rows that expire while it runs wait for the next one,
-        // so the count is exactly the rows expired when the call started (less any a
-        // concurrent purger took).
-        let now = self.now();
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        // One "now" for the whole purge, the engine's: rows that expire after it wait for the
+        // next purge, so the count is exactly the rows expired at `now` (less any a concurrent
+        // purger took and counted).
         let batch = self.inner.config.purge_batch_size_param();
         let mut deleted: u64 = 0;
         loop {

@@ -1,7 +1,8 @@
 //! The whole narvik conformance suite against PostgreSQL, each case on a fresh, migrated schema
 //! of its own (see `common`).
 //!
-//! Capabilities: `ALL`, the strictest preset. The store implements every optional call,
+//! No `capabilities = ...` override: the suite reads the store's own declaration,
+//! `Capabilities::ALL`, the strictest preset. The store implements every optional call,
 //! returns expired records from `fetch_session` for the engine to judge, keeps records saved
 //! already expired until the purge, and the purge reports its exact count.
 

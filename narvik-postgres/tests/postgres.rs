@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use narvik_conformance::harness::record_expiring_in;
-use narvik_core::{Error, ManualClock, Narvik, SessionRecord, SessionStore};
+use narvik_core::{Capabilities, Error, Narvik, SessionRecord, SessionStore};
 use narvik_postgres::sqlx::{self, AssertSqlSafe, PgPool};
 use narvik_postgres::PostgresStore;
 use serde::{Deserialize, Serialize};
@@ -219,14 +219,14 @@ async fn explain_shows_the_per_user_calls_and_the_purge_use_their_indexes() {
     // And the calls themselves return what the plan promises.
     assert_eq!(
         store
-            .fetch_sessions_for_user("user-7")
+            .fetch_sessions_for_user("user-7", now)
             .await
             .expect("fetch")
             .len(),
         100
     );
     assert_eq!(
-        store.delete_all_expired_sessions().await.expect("purge"),
+        store.delete_all_expired_sessions(now).await.expect("purge"),
         500
     );
 }
@@ -243,15 +243,19 @@ async fn the_purge_runs_in_bounded_batches_and_counts_them_all() {
     store.migrate().await.expect("migrate");
     // 3 users x 50 rows, every other one expired: 75 expired, 75 live, 11 batches.
     fill(&store, 3, 50, 2).await;
+    let now = OffsetDateTime::now_utc();
     assert_eq!(
-        store.delete_all_expired_sessions().await.expect("purge"),
+        store.delete_all_expired_sessions(now).await.expect("purge"),
         75
     );
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 0);
+    assert_eq!(
+        store.delete_all_expired_sessions(now).await.expect("purge"),
+        0
+    );
     let mut live = 0;
     for user in 0..3 {
         live += store
-            .fetch_sessions_for_user(&format!("user-{user}"))
+            .fetch_sessions_for_user(&format!("user-{user}"), now)
             .await
             .expect("fetch")
             .len();
@@ -270,10 +274,11 @@ async fn concurrent_purges_split_the_work_and_count_each_row_once() {
         .expect("valid");
     store.migrate().await.expect("migrate");
     fill(&store, 10, 2_000, 2).await; // 10,000 expired
+    let now = OffsetDateTime::now_utc();
     let purges: Vec<_> = (0..4)
         .map(|_| {
             let store = store.clone();
-            tokio::spawn(async move { store.delete_all_expired_sessions().await })
+            tokio::spawn(async move { store.delete_all_expired_sessions(now).await })
         })
         .collect();
     let mut total = 0;
@@ -283,37 +288,162 @@ async fn concurrent_purges_split_the_work_and_count_each_row_once() {
     assert_eq!(total, 10_000);
 }
 
-#[tokio::test(flavor = "multi_thread")]
-async fn the_live_filter_and_the_purge_use_the_configured_clock() {
-    let schema = common::fresh_schema();
-    let pool = common::pool_named(&schema).await;
-    let clock = Arc::new(ManualClock::starting_now());
-    let store = PostgresStore::builder(pool)
-        .schema(&schema)
-        .clock(clock.clone())
-        .build()
-        .expect("valid");
-    store.migrate().await.expect("migrate");
-    store
-        .save_session(&record("a", "u", time::Duration::hours(1)))
+/// Records of one user around the wall clock: one that expired an hour ago (kept: the store
+/// keeps records saved already expired), two expiring in an hour, one in three days.
+async fn records_around_the_wall_clock(store: &PostgresStore, user: &str) -> [SessionRecord; 4] {
+    let records = [
+        record("expired-1h-ago", user, -time::Duration::hours(1)),
+        record("expires-in-1h-a", user, time::Duration::hours(1)),
+        record("expires-in-1h-b", user, time::Duration::hours(1)),
+        record("expires-in-3d", user, time::Duration::days(3)),
+    ];
+    for saved in &records {
+        store.save_session(saved).await.expect("save");
+    }
+    records
+}
+
+async fn listed_ids(store: &PostgresStore, user: &str, now: OffsetDateTime) -> Vec<String> {
+    let mut ids: Vec<String> = store
+        .fetch_sessions_for_user(user, now)
         .await
-        .expect("save");
+        .expect("fetch for user")
+        .into_iter()
+        .map(|listed| listed.id)
+        .collect();
+    ids.sort();
+    ids
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_listing_filters_on_the_given_now_not_on_a_clock_of_its_own() {
+    let store = common::fresh_store().await;
+    records_around_the_wall_clock(&store, "u").await;
+    let wall = OffsetDateTime::now_utc();
+    assert_eq!(
+        listed_ids(&store, "u", wall).await,
+        ["expires-in-1h-a", "expires-in-1h-b", "expires-in-3d"]
+    );
+    assert_eq!(
+        listed_ids(&store, "u", wall + time::Duration::hours(2)).await,
+        ["expires-in-3d"]
+    );
+    // Two hours ago, the record that has expired by the wall clock was live.
+    assert_eq!(
+        listed_ids(&store, "u", wall - time::Duration::hours(2)).await,
+        [
+            "expired-1h-ago",
+            "expires-in-1h-a",
+            "expires-in-1h-b",
+            "expires-in-3d"
+        ]
+    );
+    assert!(listed_ids(&store, "u", wall + time::Duration::days(4))
+        .await
+        .is_empty());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_purge_cuts_off_at_the_given_now_not_at_a_clock_of_its_own() {
+    let store = common::fresh_store().await;
+    let [expired, soon_a, soon_b, later] = records_around_the_wall_clock(&store, "u").await;
+    let wall = OffsetDateTime::now_utc();
+    // Two hours ago nothing had expired, not even the record expired by the wall clock.
     assert_eq!(
         store
-            .fetch_sessions_for_user("u")
+            .delete_all_expired_sessions(wall - time::Duration::hours(2))
             .await
-            .expect("fetch")
-            .len(),
-        1
+            .expect("purge"),
+        0
     );
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 0);
-    clock.advance(time::Duration::hours(2));
     assert!(store
-        .fetch_sessions_for_user("u")
+        .fetch_session(&expired.id)
         .await
         .expect("fetch")
-        .is_empty());
-    assert_eq!(store.delete_all_expired_sessions().await.expect("purge"), 1);
+        .is_some());
+    // Two hours from now the three first ones have.
+    let in_two_hours = wall + time::Duration::hours(2);
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(in_two_hours)
+            .await
+            .expect("purge"),
+        3
+    );
+    for gone in [&expired, &soon_a, &soon_b] {
+        assert!(
+            store
+                .fetch_session(&gone.id)
+                .await
+                .expect("fetch")
+                .is_none(),
+            "{} survived the purge",
+            gone.id
+        );
+    }
+    assert_eq!(
+        store.fetch_session(&later.id).await.expect("fetch"),
+        Some(later.clone())
+    );
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(in_two_hours)
+            .await
+            .expect("purge"),
+        0
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_record_is_never_extended_back_to_life() {
+    let store = common::fresh_store().await;
+    let in_a_day = narvik_core::time_util::truncate_to_millis(
+        OffsetDateTime::now_utc() + time::Duration::days(1),
+    );
+
+    // The control: a live record is extended.
+    let live = record("live", "u", time::Duration::hours(1));
+    store.save_session(&live).await.expect("save");
+    store
+        .update_session_expiry(&live.id, in_a_day)
+        .await
+        .expect("update");
+    let extended = store.fetch_session(&live.id).await.expect("fetch");
+    assert_eq!(extended.map(|r| r.expires_at), Some(in_a_day));
+
+    // Saved already expired (and kept, as declared): neither update call revives it.
+    let expired = record("expired", "u", -time::Duration::minutes(1));
+    store.save_session(&expired).await.expect("save");
+    store
+        .update_session_expiry(&expired.id, in_a_day)
+        .await
+        .expect("update");
+    store
+        .update_record_expiry(&expired, in_a_day)
+        .await
+        .expect("update record");
+    assert_eq!(
+        store.fetch_session(&expired.id).await.expect("fetch"),
+        Some(expired.clone()),
+        "the expired record keeps its old expiry"
+    );
+
+    // Live when saved, expired (by the wall clock, not yet purged) when the update comes.
+    let short = record("short", "u", time::Duration::milliseconds(300));
+    store.save_session(&short).await.expect("save");
+    narvik_conformance::harness::wait_until_expired(std::slice::from_ref(&short)).await;
+    store
+        .update_session_expiry(&short.id, in_a_day)
+        .await
+        .expect("update");
+    assert_eq!(
+        store.fetch_session(&short.id).await.expect("fetch"),
+        Some(short.clone()),
+        "the record that expired while stored keeps its old expiry"
+    );
+
+    let listed = listed_ids(&store, "u", OffsetDateTime::now_utc()).await;
+    assert_eq!(listed, ["live"], "only the extended record is live");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -346,25 +476,342 @@ async fn sub_millisecond_times_are_truncated_not_rounded_up() {
     assert_eq!(fetched.expires_at, base + time::Duration::hours(2));
 }
 
+/// A store whose pool points at a port nothing listens on: any call that reaches for the
+/// server fails with `Unavailable`, so any other answer was given without a round trip.
+fn store_without_a_server() -> PostgresStore {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .acquire_timeout(Duration::from_secs(2))
+        .connect_lazy(&format!(
+            "postgres://postgres@127.0.0.1:{}/test",
+            closed_port()
+        ))
+        .expect("lazy pool");
+    PostgresStore::new(pool)
+}
+
+fn with_data(id: &str, user_id: &str, data: serde_json::Value) -> SessionRecord {
+    SessionRecord {
+        data: data.into(),
+        ..record(id, user_id, time::Duration::hours(1))
+    }
+}
+
 #[tokio::test(flavor = "multi_thread")]
-async fn values_postgres_cannot_store_are_invalid_data_not_unavailable() {
+async fn nul_in_an_id_is_invalid_data_found_before_any_round_trip() {
+    let offline = store_without_a_server();
+    for (id, user_id) in [("x\0y", "u"), ("x", "a\0b"), ("\0", "\0"), ("x\0", "u")] {
+        let error = offline
+            .save_session(&record(id, user_id, time::Duration::hours(1)))
+            .await
+            .expect_err("NUL cannot be stored in text");
+        assert!(
+            matches!(error, Error::InvalidData(_)),
+            "{id:?}/{user_id:?}: {error:?}"
+        );
+    }
+    // No record can have such an id, so the other calls answer at once, and succeed.
+    let now = OffsetDateTime::now_utc();
+    let nul_record = record("x\0y", "a\0b", time::Duration::hours(1));
+    assert!(offline
+        .fetch_session("x\0y")
+        .await
+        .expect("fetch")
+        .is_none());
+    offline
+        .update_session_expiry("x\0y", now)
+        .await
+        .expect("update");
+    offline
+        .update_record_expiry(&nul_record, now)
+        .await
+        .expect("update record");
+    offline.delete_session("x\0y").await.expect("delete");
+    assert!(offline
+        .fetch_sessions_for_user("a\0b", now)
+        .await
+        .expect("fetch for user")
+        .is_empty());
+    offline
+        .delete_sessions_for_user("a\0b")
+        .await
+        .expect("delete for user");
+
+    // On a real server: nothing stored, and the twins the server could confuse it with (if it
+    // cut the string at the NUL) are untouched.
     let store = common::fresh_store().await;
-    // text cannot hold NUL; jsonb cannot hold \u0000.
-    let nul_user = record("a", "user\0x", time::Duration::hours(1));
-    let error = store
-        .save_session(&nul_user)
+    let x = record("x", "a", time::Duration::hours(1));
+    let xy = record("xy", "ab", time::Duration::hours(1));
+    store.save_session(&x).await.expect("save");
+    store.save_session(&xy).await.expect("save");
+    for refused in [
+        record("x\0y", "a", time::Duration::hours(1)),
+        record("z", "a\0b", time::Duration::hours(1)),
+    ] {
+        let error = store.save_session(&refused).await.expect_err("NUL");
+        assert!(matches!(error, Error::InvalidData(_)), "{error:?}");
+    }
+    assert!(store.fetch_session("z").await.expect("fetch").is_none());
+    assert_eq!(
+        store.fetch_session("x").await.expect("fetch"),
+        Some(x.clone())
+    );
+    assert_eq!(
+        store.fetch_session("xy").await.expect("fetch"),
+        Some(xy.clone())
+    );
+    assert_eq!(listed_ids(&store, "a", now).await, ["x"]);
+    assert_eq!(listed_ids(&store, "ab", now).await, ["xy"]);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn data_jsonb_cannot_hold_is_invalid_data_and_nothing_is_stored() {
+    let refused = [
+        serde_json::json!({"s": "a\u{0}b"}),
+        serde_json::json!({"key\u{0}": 1}),
+        serde_json::json!({"deep": [[{"s": "\u{0}"}]]}),
+        // numeric has no negative zero: -0.0 would read back as 0.0.
+        serde_json::json!({"f": -0.0}),
+        serde_json::json!([1, 2, -0.0]),
+    ];
+    let offline = store_without_a_server();
+    let store = common::fresh_store().await;
+    for (i, data) in refused.into_iter().enumerate() {
+        let id = format!("refused-{i}");
+        for on in [&offline, &store] {
+            let error = on
+                .save_session(&with_data(&id, "u", data.clone()))
+                .await
+                .expect_err("jsonb cannot hold it");
+            assert!(matches!(error, Error::InvalidData(_)), "{data}: {error:?}");
+        }
+        assert!(store.fetch_session(&id).await.expect("fetch").is_none());
+    }
+    // What is close to them is kept exactly.
+    let kept = serde_json::json!({
+        "controls": "\u{1}\u{1f}\u{7f}\u{85}\u{2028}\r\t\n",
+        "escaped": "\\u0000",
+        "zero": 0.0,
+        "negative": -0.5,
+    });
+    let saved = with_data("kept", "u", kept.clone());
+    store.save_session(&saved).await.expect("save");
+    let fetched = store
+        .fetch_session("kept")
         .await
-        .expect_err("NUL in text");
-    assert!(matches!(error, Error::InvalidData(_)), "{error:?}");
-    let mut nul_data = record("b", "u", time::Duration::hours(1));
-    nul_data.data = serde_json::json!({"s": "a\u{0}b"}).into();
-    let error = store
-        .save_session(&nul_data)
+        .expect("fetch")
+        .expect("present");
+    assert_eq!(fetched.data, kept);
+}
+
+/// Compares two JSON values number by number: the same kind (integer or float) and, for
+/// floats, the same bits (`==` would let `0.0` pass for `-0.0`).
+fn assert_bit_exact(sent: &serde_json::Value, got: &serde_json::Value, path: &str) {
+    use serde_json::Value;
+    match (sent, got) {
+        (Value::Number(sent), Value::Number(got)) => {
+            assert_eq!(
+                sent.is_f64(),
+                got.is_f64(),
+                "{path}: {sent} came back as {got}"
+            );
+            if sent.is_f64() {
+                assert_eq!(
+                    sent.as_f64().map(f64::to_bits),
+                    got.as_f64().map(f64::to_bits),
+                    "{path}: {sent} came back as {got}"
+                );
+            } else {
+                assert_eq!(
+                    (sent.as_i64(), sent.as_u64()),
+                    (got.as_i64(), got.as_u64()),
+                    "{path}: {sent} came back as {got}"
+                );
+            }
+        }
+        (Value::Array(sent), Value::Array(got)) => {
+            assert_eq!(sent.len(), got.len(), "{path}");
+            for (i, (sent, got)) in sent.iter().zip(got).enumerate() {
+                assert_bit_exact(sent, got, &format!("{path}[{i}]"));
+            }
+        }
+        (Value::Object(sent), Value::Object(got)) => {
+            assert_eq!(
+                sent.keys().collect::<Vec<_>>(),
+                got.keys().collect::<Vec<_>>(),
+                "{path}"
+            );
+            for (key, sent) in sent {
+                assert_bit_exact(sent, &got[key], &format!("{path}.{key}"));
+            }
+        }
+        _ => assert_eq!(sent, got, "{path}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn numbers_come_back_from_jsonb_with_the_same_kind_and_bits() {
+    let store = common::fresh_store().await;
+    let two_53 = 9_007_199_254_740_992_i64;
+    let floats = [
+        0.1 + 0.2,
+        1.0 / 3.0,
+        1.000_000_000_000_000_2,
+        5e-324,
+        f64::MIN_POSITIVE,
+        2.225_073_858_507_201_4e-308,
+        f64::MAX,
+        -f64::MAX,
+        f64::EPSILON,
+        1e300,
+        -1e300,
+        1e-300,
+        // Whole floats serde_json writes with an exponent, which numeric would turn into
+        // integers: 1e16 to u64::MAX comes back as a u64 unless written with a fraction.
+        1e16,
+        -1e16,
+        1.5e17,
+        1.234_567_890_123_456_7e18,
+        9_223_372_036_854_775_807.0,
+        -9_223_372_036_854_775_808.0,
+        18_446_744_073_709_551_615.0,
+        1e21,
+        // Whole floats below 1e16, which serde_json writes with ".0".
+        9_007_199_254_740_993.0,
+        1e15,
+        1.0,
+        0.0,
+        -1.0,
+        1e-7,
+        123_456.789,
+    ];
+    let integers = [
+        two_53 + 1,
+        -(two_53 + 1),
+        i64::MAX - 1,
+        i64::MIN + 1,
+        i64::MAX,
+        i64::MIN,
+        0,
+        -1,
+    ];
+    let unsigned = [u64::MAX, u64::MAX - 1, 1 << 63, 10_000_000_000_000_000];
+    let data = serde_json::json!({
+        "floats": floats,
+        "integers": integers,
+        "unsigned": unsigned,
+        "nested": {"deep": [[1e16, u64::MAX, 5e-324]], "f64::MAX": f64::MAX},
+    });
+    let saved = with_data("numbers", "u", data.clone());
+    store.save_session(&saved).await.expect("save");
+    let fetched = store
+        .fetch_session("numbers")
         .await
-        .expect_err("NUL in jsonb");
-    assert!(matches!(error, Error::InvalidData(_)), "{error:?}");
-    assert!(store.fetch_session("a").await.expect("fetch").is_none());
-    assert!(store.fetch_session("b").await.expect("fetch").is_none());
+        .expect("fetch")
+        .expect("present");
+    let fetched = fetched.data.to_value().expect("JSON").into_owned();
+    assert_bit_exact(&data, &fetched, "data");
+    // And decoded into Rust numbers, as an application's typed data would be.
+    let floats_back: Vec<f64> = serde_json::from_value(fetched["floats"].clone()).expect("floats");
+    assert_eq!(
+        floats_back.iter().map(|f| f.to_bits()).collect::<Vec<_>>(),
+        floats.iter().map(|f| f.to_bits()).collect::<Vec<_>>()
+    );
+    let unsigned_back: Vec<u64> = serde_json::from_value(fetched["unsigned"].clone()).expect("u64");
+    assert_eq!(unsigned_back, unsigned);
+
+    // The data stays jsonb, readable in SQL as numbers.
+    let kind: String = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT jsonb_typeof(data -> 'floats' -> 12) FROM \"{}\".\"{}\" WHERE id = 'numbers'",
+        store.config().schema(),
+        store.config().table()
+    )))
+    .fetch_one(store.pool())
+    .await
+    .expect("select");
+    assert_eq!(kind, "number");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ids_and_their_indexes_compare_bytes_not_a_collation() {
+    // A nondeterministic collation would make "Alice" equal "alice", or NFC equal NFD, in the
+    // primary key and the user index. The columns and every index on them must use a
+    // deterministic one (equality is then byte equality).
+    let store = common::fresh_store().await;
+    let table = format!(
+        "\"{}\".\"{}\"",
+        store.config().schema(),
+        store.config().table()
+    );
+    let columns: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT a.attname::text, c.collisdeterministic FROM pg_attribute a \
+         JOIN pg_collation c ON c.oid = a.attcollation \
+         WHERE a.attrelid = to_regclass($1) AND a.attnum > 0 ORDER BY a.attname",
+    )
+    .bind(&table)
+    .fetch_all(store.pool())
+    .await
+    .expect("catalog");
+    assert_eq!(
+        columns,
+        [("id".to_owned(), true), ("user_id".to_owned(), true)],
+        "the collatable columns are id and user_id, deterministic"
+    );
+    let index_collations: Vec<(String, bool)> = sqlx::query_as(
+        "SELECT ic.relname::text, c.collisdeterministic FROM pg_index i \
+         JOIN pg_class ic ON ic.oid = i.indexrelid \
+         CROSS JOIN LATERAL unnest(i.indcollation::oid[]) AS col(oid) \
+         JOIN pg_collation c ON c.oid = col.oid \
+         WHERE i.indrelid = to_regclass($1) ORDER BY 1",
+    )
+    .bind(&table)
+    .fetch_all(store.pool())
+    .await
+    .expect("catalog");
+    let table_name = store.config().table().to_string();
+    assert_eq!(
+        index_collations,
+        [
+            (format!("{table_name}_pkey"), true),
+            (format!("{table_name}_user_id_idx"), true)
+        ]
+    );
+
+    // And the twins stay apart.
+    let now = OffsetDateTime::now_utc();
+    let twins = ["Alice", "alice", "e\u{301}", "\u{e9}", " bob", "bob"];
+    for (i, user_id) in twins.iter().enumerate() {
+        store
+            .save_session(&record(user_id, user_id, time::Duration::hours(1)))
+            .await
+            .unwrap_or_else(|e| panic!("save twin {i}: {e}"));
+    }
+    for user_id in twins {
+        assert_eq!(listed_ids(&store, user_id, now).await, [user_id]);
+        let fetched = store.fetch_session(user_id).await.expect("fetch");
+        assert_eq!(fetched.map(|r| r.user_id), Some(user_id.to_owned()));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_declaration_is_all() {
+    // What the conformance suite checks this store against; each field is proved there and
+    // in the tests above (expired records returned and kept, exact purge count).
+    let store = common::fresh_store().await;
+    assert_eq!(store.capabilities(), Capabilities::ALL);
+    let expired = record("expired", "u", -time::Duration::days(1));
+    store.save_session(&expired).await.expect("save");
+    assert_eq!(
+        store.fetch_session("expired").await.expect("fetch"),
+        Some(expired),
+        "returned and kept, though saved already expired"
+    );
+    assert_eq!(
+        store
+            .delete_all_expired_sessions(OffsetDateTime::now_utc())
+            .await
+            .expect("purge"),
+        1
+    );
 }
 
 #[derive(Debug, Serialize, Deserialize, PartialEq)]

@@ -1,2 +1,3 @@
--- The user id of a record, without reading its data. KEYS: record.
+-- Cluster: the user id of a record, without reading its data (for update_session_expiry, which
+-- gets the session id alone). KEYS: record.
 return owner(KEYS[1])

@@ -133,6 +133,18 @@ pub(crate) enum Conn<'a> {
     ClusterPooled(Box<deadpool_redis::cluster::Connection>),
 }
 
+impl Conn<'_> {
+    /// A handle of the shared multiplexed cluster connection, for sending commands to several
+    /// nodes at once (`None` on the other backends).
+    #[cfg(feature = "cluster")]
+    pub(crate) fn cluster_handle(&self) -> Option<redis::cluster_async::ClusterConnection> {
+        match self {
+            Conn::Cluster(connection) => Some(connection.clone()),
+            _ => None,
+        }
+    }
+}
+
 /// Calls `$body` with `$conn` bound to the inner connection of the pass-through variants.
 macro_rules! with_inner {
     ($self:expr, $conn:ident => $body:expr) => {

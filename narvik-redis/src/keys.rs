@@ -15,6 +15,7 @@ pub(crate) const QUEUE_GRACE_MS: i64 = 7 * 24 * 3600 * 1000;
 pub(crate) struct KeySpace {
     prefix: String,
     record: String,
+    index: String,
     queue: Vec<String>,
 }
 
@@ -30,6 +31,7 @@ impl KeySpace {
         Ok(Self {
             prefix: prefix.to_owned(),
             record: format!("{prefix}:s:"),
+            index: format!("{prefix}:u:{{"),
             queue: (0..QUEUE_BUCKETS)
                 .map(|bucket| format!("{prefix}:x:{{{bucket:x}}}"))
                 .collect(),
@@ -52,21 +54,30 @@ impl KeySpace {
     /// `PREFIX:u:{HEX(USER_ID)}`: the user's index, a sorted set of session ids scored by
     /// expiry (ms).
     pub(crate) fn index(&self, user_id: &str) -> String {
-        let mut key = String::with_capacity(self.prefix.len() + 5 + 2 * user_id.len());
-        key.push_str(&self.prefix);
-        key.push_str(":u:{");
+        let mut key = String::with_capacity(self.index.len() + 1 + 2 * user_id.len());
+        key.push_str(&self.index);
         push_hex(&mut key, user_id.as_bytes());
         key.push('}');
         key
     }
 
-    /// The index key named by a queue member (see [`KeySpace::queue_member`]), and the id.
-    pub(crate) fn parse_queue_member<'m>(&self, member: &'m str) -> Option<(String, &'m str)> {
+    /// `PREFIX:u:{`: what comes before the hex of the user id in an index key, for the
+    /// single-node scripts that name the index of the user stored in a record
+    /// (`index_of` in `scripts/lib.lua`).
+    pub(crate) fn index_prefix(&self) -> &str {
+        &self.index
+    }
+
+    /// What a queue member (see [`KeySpace::queue_member`]) names: `None` when it is not one of
+    /// ours (it is then just dropped).
+    pub(crate) fn parse_queue_member<'m>(&self, member: &'m str) -> Option<QueueEntry<'m>> {
         let (hex_user, session_id) = member.split_once(':')?;
-        if hex_user.len() % 2 != 0 || !hex_user.bytes().all(|b| b.is_ascii_hexdigit()) {
-            return None;
-        }
-        Some((format!("{}:u:{{{hex_user}}}", self.prefix), session_id))
+        let user_id = String::from_utf8(unhex(hex_user)?).ok()?;
+        Some(QueueEntry {
+            index: self.index(&user_id),
+            user_id,
+            session_id,
+        })
     }
 
     /// `PREFIX:x:{N}`: the expiry-queue bucket of a session id.
@@ -95,6 +106,35 @@ impl KeySpace {
     }
 }
 
+/// One expiry-queue member, parsed.
+#[derive(Debug, PartialEq, Eq)]
+pub(crate) struct QueueEntry<'m> {
+    /// The user's index key.
+    pub(crate) index: String,
+    /// The user id.
+    pub(crate) user_id: String,
+    /// The session id.
+    pub(crate) session_id: &'m str,
+}
+
+fn unhex(hex: &str) -> Option<Vec<u8>> {
+    fn nibble(digit: u8) -> Option<u8> {
+        match digit {
+            b'0'..=b'9' => Some(digit - b'0'),
+            b'a'..=b'f' => Some(digit - b'a' + 10),
+            _ => None,
+        }
+    }
+    let digits = hex.as_bytes();
+    if !digits.len().is_multiple_of(2) {
+        return None;
+    }
+    digits
+        .chunks_exact(2)
+        .map(|pair| Some((nibble(pair[0])? << 4) | nibble(pair[1])?))
+        .collect()
+}
+
 fn push_hex(out: &mut String, bytes: &[u8]) {
     const DIGITS: &[u8; 16] = b"0123456789abcdef";
     for byte in bytes {
@@ -113,12 +153,27 @@ mod tests {
         assert_eq!(keys.index("{x}"), "app:u:{7b787d}");
         assert_ne!(keys.index("a%"), keys.index("ab"));
         assert_eq!(keys.record("ab12"), "app:s:ab12");
-        let member = keys.queue_member("{x}:y", "id:1");
-        assert_eq!(
-            keys.parse_queue_member(&member),
-            Some((keys.index("{x}:y"), "id:1"))
-        );
-        assert_eq!(keys.parse_queue_member("zz:id"), None);
+        assert_eq!(keys.index_prefix(), "app:u:{");
+        for (user, id) in [
+            ("{x}:y", "id:1"),
+            ("", "{}"),
+            ("a\0b", "x\0y"),
+            ("İ", " id\t"),
+        ] {
+            let member = keys.queue_member(user, id);
+            assert_eq!(
+                keys.parse_queue_member(&member),
+                Some(QueueEntry {
+                    index: keys.index(user),
+                    user_id: user.to_owned(),
+                    session_id: id,
+                })
+            );
+        }
+        // Not hex, odd length, capitals, not UTF-8, no separator: not ours.
+        for member in ["zz:id", "abc:id", "AB:id", "ff:id", "6162"] {
+            assert_eq!(keys.parse_queue_member(member), None, "{member}");
+        }
     }
 
     #[test]

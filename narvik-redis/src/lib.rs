@@ -4,7 +4,6 @@
 
 mod config;
 mod connection;
-mod hints;
 mod keys;
 mod record;
 mod scripts;

@@ -21,7 +21,10 @@ const EXPIRES: std::ops::Range<usize> = 2..18;
 const CREATED: std::ops::Range<usize> = 18..34;
 const USER_LEN: std::ops::Range<usize> = 34..42;
 
-/// The current time in milliseconds since the Unix epoch, read without calendar arithmetic.
+/// The wall clock in milliseconds since the Unix epoch, read without calendar arithmetic. Only
+/// the required calls use it, for the decisions they make themselves (a record expired by the
+/// wall clock is hidden, not extended, not kept when saved); listing and purge take the
+/// engine's `now` instead.
 pub(crate) fn now_ms() -> i64 {
     match SystemTime::now().duration_since(UNIX_EPOCH) {
         // Milliseconds since 1970 fit an i64 for the next 292 million years.
@@ -56,12 +59,11 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>> {
     Ok(value)
 }
 
-/// A decoded value: the record, and its times as stored (Unix ms), which the read path compares
-/// without going through `OffsetDateTime`.
+/// A decoded value: the record, and its expiry as stored (Unix ms), which the read path
+/// compares without going through `OffsetDateTime`.
 pub(crate) struct Decoded {
     pub(crate) record: SessionRecord,
     pub(crate) expires_ms: i64,
-    pub(crate) created_ms: i64,
 }
 
 impl Decoded {
@@ -107,11 +109,7 @@ pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<Decoded> {
             .ok_or_else(|| corrupt("creation time out of range"))?,
         data: SessionData::from_json_text(data),
     };
-    Ok(Decoded {
-        record,
-        expires_ms,
-        created_ms,
-    })
+    Ok(Decoded { record, expires_ms })
 }
 
 /// A fixed-width field of lowercase hex digits (as written by [`time_field`]).
@@ -154,7 +152,10 @@ mod tests {
             let decoded = decode("abc", &value).expect("decodes");
             assert_eq!(decoded.record, original);
             assert_eq!(decoded.expires_ms, unix_ms(original.expires_at));
-            assert_eq!(decoded.created_ms, unix_ms(original.created_at));
+            assert_eq!(
+                &value[CREATED],
+                time_field(unix_ms(original.created_at)).as_bytes()
+            );
         }
     }
 

@@ -5,20 +5,51 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use narvik_core::session::short_id;
-use narvik_core::{Error, Result, SessionRecord, SessionStore};
+use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
 use redis::{RedisError, Value};
 use time::OffsetDateTime;
 use tracing::Instrument;
 
 use crate::config::RedisStoreBuilder;
 use crate::connection::{Backend, Conn};
-use crate::hints::Hints;
-use crate::keys::{KeySpace, QUEUE_GRACE_MS};
+use crate::keys::{KeySpace, QueueEntry, QUEUE_GRACE_MS};
 use crate::record::{self, now_ms, time_field, unix_ms};
 use crate::scripts::SCRIPTS;
 
 /// Ids per `MGET`, `DEL` or script call in the per-user and expiry calls.
 const BATCH: usize = 256;
+
+/// Commands a cluster purge keeps in flight at once on the shared connection.
+#[cfg(feature = "cluster")]
+const IN_FLIGHT: usize = 64;
+
+/// Runs `futures` concurrently on the current task and returns their outputs in order (the
+/// crate has no `futures` dependency for its one use of this).
+#[cfg(feature = "cluster")]
+async fn join_all<F: std::future::Future>(futures: impl IntoIterator<Item = F>) -> Vec<F::Output> {
+    use std::task::Poll;
+    let mut running: Vec<std::pin::Pin<Box<F>>> = futures.into_iter().map(Box::pin).collect();
+    let mut outputs: Vec<Option<F::Output>> = running.iter().map(|_| None).collect();
+    std::future::poll_fn(|context| {
+        let mut pending = false;
+        for (future, output) in running.iter_mut().zip(outputs.iter_mut()) {
+            // A finished future is never polled again.
+            if output.is_none() {
+                match future.as_mut().poll(context) {
+                    Poll::Ready(value) => *output = Some(value),
+                    Poll::Pending => pending = true,
+                }
+            }
+        }
+        if pending {
+            Poll::Pending
+        } else {
+            Poll::Ready(())
+        }
+    })
+    .await;
+    outputs.into_iter().flatten().collect()
+}
 
 /// A narvik session store on Redis or Redis Cluster. Cheap to clone (clones share the
 /// connection).
@@ -34,7 +65,6 @@ pub struct RedisStore {
 struct Inner {
     backend: Backend,
     keys: KeySpace,
-    hints: Hints,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -50,6 +80,15 @@ fn unavailable(error: RedisError) -> Error {
     Error::unavailable(error)
 }
 
+/// How a cluster expiry update treats the expiry-queue entry.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Queue {
+    /// The new expiry is no earlier than the old: the entry is due no later than the record.
+    Keep,
+    /// The new expiry may be earlier: move the entry earlier first.
+    Lower,
+}
+
 impl RedisStore {
     /// A builder for the prefix, connection name and timeouts.
     pub fn builder() -> RedisStoreBuilder {
@@ -63,11 +102,7 @@ impl RedisStore {
 
     pub(crate) fn from_parts(backend: Backend, keys: KeySpace) -> Self {
         Self {
-            inner: Arc::new(Inner {
-                backend,
-                keys,
-                hints: Hints::default(),
-            }),
+            inner: Arc::new(Inner { backend, keys }),
         }
     }
 
@@ -80,46 +115,27 @@ impl RedisStore {
         self.inner.backend.is_cluster()
     }
 
-    /// The user a record belongs to, as stored (`None`: no record, or not a narvik record).
-    async fn read_owner(&self, conn: &mut Conn<'_>, session_id: &str) -> Result<Option<Arc<str>>> {
-        let owner: Option<String> = SCRIPTS
-            .owner
-            .key(self.inner.keys.record(session_id))
-            .invoke_async(conn)
-            .await
-            .map_err(unavailable)?;
-        Ok(owner.map(Arc::from))
-    }
-
-    /// The user of a session: the hint left by `fetch_session`, else read from the record.
-    async fn owner(&self, conn: &mut Conn<'_>, session_id: &str) -> Result<Option<Arc<str>>> {
-        match self.inner.hints.get(session_id) {
-            Some(user) => Ok(Some(user)),
-            None => self.read_owner(conn, session_id).await,
-        }
-    }
-
     async fn save(&self, record: &SessionRecord) -> Result<()> {
         let keys = &self.inner.keys;
         let expires = unix_ms(record.expires_at);
+        // The wall clock: whether a record saved now is already expired is this call's own
+        // decision (the contract lets a TTL-native store drop it).
         let now = now_ms();
         let value = record::encode(record)?;
         let record_key = keys.record(&record.id);
         let index = keys.index(&record.user_id);
-        let bucket = keys.queue_bucket(&record.id);
-        let member = keys.queue_member(&record.user_id, &record.id);
         let mut conn = self.inner.backend.get().await?;
         if !self.cluster() {
             let outcome: i64 = SCRIPTS
                 .save
                 .key(&record_key)
                 .key(&index)
-                .key(bucket)
+                .key(keys.queue_bucket(&record.id))
                 .arg(&value)
                 .arg(expires)
                 .arg(now)
                 .arg(&record.id)
-                .arg(&member)
+                .arg(keys.queue_member(&record.user_id, &record.id))
                 .arg(expires.saturating_add(QUEUE_GRACE_MS))
                 .invoke_async(&mut conn)
                 .await
@@ -130,9 +146,10 @@ impl RedisStore {
                 Ok(())
             };
         }
-        // Cluster: index and queue entries first, the record last. A failure part-way leaves
-        // at most an index entry without a record (skipped and pruned), never a record
-        // missing from its user's index.
+        // Cluster: the index entry first, then the record, then the queue entry. A failure
+        // part-way leaves at most an index entry without a record (skipped and pruned), never
+        // a record missing from its user's index; and a queue entry is only ever written for a
+        // record that exists, so the purge can drop an entry whose record it does not find.
         if expires <= now {
             let exists: bool = redis::cmd("EXISTS")
                 .arg(&record_key)
@@ -148,20 +165,11 @@ impl RedisStore {
         let added: i64 = SCRIPTS
             .track
             .key(&index)
+            .arg("GT")
             .arg(expires)
             .arg(&record.id)
-            .arg(now)
+            .arg("1")
             .arg(expires)
-            .invoke_async(&mut conn)
-            .await
-            .map_err(unavailable)?;
-        let _: i64 = SCRIPTS
-            .track
-            .key(bucket)
-            .arg(expires)
-            .arg(&member)
-            .arg("")
-            .arg(expires.saturating_add(QUEUE_GRACE_MS))
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
@@ -177,9 +185,11 @@ impl RedisStore {
         if !matches!(set, Value::Nil) {
             // A delete of the same id racing this save may have removed the entry between the
             // two steps: put it back now that the record exists.
-            return self
-                .track_in_index(&mut conn, &index, &record.id, expires)
-                .await;
+            self.track_in_index(&mut conn, &index, &record.id, expires)
+                .await?;
+            self.queue_no_later(&mut conn, &record.id, &record.user_id, expires)
+                .await?;
+            return Ok(());
         }
         // Duplicate id: take back the index entry if this call added it.
         if added == 1 {
@@ -193,15 +203,22 @@ impl RedisStore {
         Err(Error::DuplicateId)
     }
 
-    /// Cluster, after removing the index entries of deleted records: a save of one of those ids
-    /// may have landed in between, and its entry must come back.
+    /// Cluster, after removing index entries of `user_id` (and, with `requeue`, their queue
+    /// entries): a save of one of those ids may have landed in between, and its entries must
+    /// come back.
     async fn retrack_resaved(
         &self,
         conn: &mut Conn<'_>,
         index: &str,
-        ids: &[String],
+        user_id: &str,
+        ids: &[&str],
+        requeue: bool,
     ) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
         let keys = &self.inner.keys;
+        // One multi-slot EXISTS (the client splits it by slot) settles the common case.
         let mut exists = redis::cmd("EXISTS");
         for id in ids {
             exists.arg(keys.record(id));
@@ -211,15 +228,57 @@ impl RedisStore {
             return Ok(());
         }
         for id in ids {
-            let expires: i64 = redis::cmd("PEXPIRETIME")
-                .arg(keys.record(id))
-                .query_async(conn)
-                .await
-                .map_err(unavailable)?;
-            if expires > 0 {
-                self.track_in_index(conn, index, id, expires).await?;
+            // Only a record of this user belongs in this index (the id may have been saved
+            // again by someone else).
+            let expires = self.expiry_if_owned(conn, id, user_id).await?;
+            if expires <= 0 {
+                continue;
+            }
+            self.track_in_index(conn, index, id, expires).await?;
+            if requeue {
+                self.queue_no_later(conn, id, user_id, expires).await?;
             }
         }
+        Ok(())
+    }
+
+    /// Cluster: the expiry (ms) of `user_id`'s record `session_id`, or 0 when there is none.
+    async fn expiry_if_owned(
+        &self,
+        conn: &mut Conn<'_>,
+        session_id: &str,
+        user_id: &str,
+    ) -> Result<i64> {
+        SCRIPTS
+            .expiry_if_owned
+            .key(self.inner.keys.record(session_id))
+            .arg(user_id)
+            .invoke_async(conn)
+            .await
+            .map_err(unavailable)
+    }
+
+    /// Cluster: makes sure the queue entry of `session_id` is due no later than `expires`
+    /// (added if missing), keeping its bucket alive past it.
+    async fn queue_no_later(
+        &self,
+        conn: &mut Conn<'_>,
+        session_id: &str,
+        user_id: &str,
+        expires: i64,
+    ) -> Result<()> {
+        let keys = &self.inner.keys;
+        let _: i64 = SCRIPTS
+            .track
+            .key(keys.queue_bucket(session_id))
+            .arg("LT")
+            .arg(expires)
+            .arg(keys.queue_member(user_id, session_id))
+            .arg("")
+            .arg(expires.saturating_add(QUEUE_GRACE_MS))
+            .invoke_async(conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
@@ -234,6 +293,7 @@ impl RedisStore {
         let _: i64 = SCRIPTS
             .track
             .key(index)
+            .arg("GT")
             .arg(expires)
             .arg(session_id)
             .arg("")
@@ -255,150 +315,203 @@ impl RedisStore {
             return Ok(None);
         };
         let decoded = record::decode(session_id, &value)?;
-        // Redis removes the key at expires_at by its own clock; hide it already by ours.
-        let now = now_ms();
-        if decoded.is_expired(now) {
+        // Redis removes the key at expires_at by its own clock; hide it already by the wall
+        // clock (a required call judges by the wall clock, DESIGN 2.12).
+        if decoded.is_expired(now_ms()) {
             return Ok(None);
-        }
-        if Hints::may_be_extended(decoded.created_ms, decoded.expires_ms, now) {
-            self.inner
-                .hints
-                .remember(session_id, &decoded.record.user_id);
         }
         Ok(Some(decoded.record))
     }
 
-    async fn update(&self, session_id: &str, expires_at: OffsetDateTime) -> Result<()> {
+    /// The engine's extension: the user comes with the record, so one script on one server.
+    async fn update_record(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
         let keys = &self.inner.keys;
         let expires = unix_ms(expires_at);
-        let expires_hex = time_field(expires);
-        let record_key = keys.record(session_id);
         let mut conn = self.inner.backend.get().await?;
-        let mut user = self.owner(&mut conn, session_id).await?;
-        // Two tries: a stale hint (the id now belongs to another user) is re-read once.
-        for _ in 0..2 {
-            let Some(current) = user.take() else {
-                return Ok(());
-            };
-            let index = keys.index(&current);
-            let outcome: i64 = if self.cluster() {
-                // Index first: its entry never expires before the record it points at.
-                let _: i64 = SCRIPTS
-                    .update_index
-                    .key(&index)
-                    .arg(expires)
-                    .arg(session_id)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                let outcome: i64 = SCRIPTS
-                    .update_record
-                    .key(&record_key)
-                    .arg(expires)
-                    .arg(&expires_hex)
-                    .arg(&*current)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?;
-                if outcome == 1 {
-                    // A delete and a re-save of this id racing the update may have replaced
-                    // the entry with an earlier score in between.
-                    self.track_in_index(&mut conn, &index, session_id, expires)
-                        .await?;
-                }
-                outcome
+        if self.cluster() {
+            let queue = if expires_at < record.expires_at {
+                Queue::Lower
             } else {
-                SCRIPTS
-                    .update
-                    .key(&record_key)
-                    .key(&index)
-                    .arg(expires)
-                    .arg(&expires_hex)
-                    .arg(session_id)
-                    .arg(&*current)
-                    .invoke_async(&mut conn)
-                    .await
-                    .map_err(unavailable)?
+                Queue::Keep
             };
-            if outcome != -1 {
-                return Ok(());
-            }
-            self.inner.hints.forget(session_id);
-            user = self.read_owner(&mut conn, session_id).await?;
+            self.cluster_update(&mut conn, &record.id, &record.user_id, expires, queue)
+                .await?;
+            return Ok(());
         }
+        // -1 (the id now belongs to another user: the engine's record is stale) and 0 (gone or
+        // expired) both leave everything as it is.
+        let _: i64 = SCRIPTS
+            .update
+            .key(keys.record(&record.id))
+            .key(keys.index(&record.user_id))
+            .key(keys.queue_bucket(&record.id))
+            .arg(expires)
+            .arg(time_field(expires))
+            .arg(&record.id)
+            .arg(&record.user_id)
+            .arg(now_ms())
+            .arg(keys.queue_member(&record.user_id, &record.id))
+            .arg(expires.saturating_add(QUEUE_GRACE_MS))
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
         Ok(())
     }
 
-    async fn delete(&self, session_id: &str) -> Result<()> {
+    /// An extension knowing the session id alone: the user is read from the stored record.
+    async fn update_by_id(&self, session_id: &str, expires_at: OffsetDateTime) -> Result<()> {
         let keys = &self.inner.keys;
-        let record_key = keys.record(session_id);
+        let expires = unix_ms(expires_at);
         let mut conn = self.inner.backend.get().await?;
-        let hint = self.inner.hints.get(session_id);
-        self.inner.hints.forget(session_id);
-        if self.cluster() {
-            // Record first, then its index entry: the index stays a superset of live records.
+        if !self.cluster() {
+            // One script: it reads the user from the record and names its index itself.
+            let _: i64 = SCRIPTS
+                .update_by_id
+                .key(keys.record(session_id))
+                .key(keys.queue_bucket(session_id))
+                .arg(expires)
+                .arg(time_field(expires))
+                .arg(session_id)
+                .arg(now_ms())
+                .arg(keys.index_prefix())
+                .arg(expires.saturating_add(QUEUE_GRACE_MS))
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            return Ok(());
+        }
+        // Cluster: the record and the index live in different slots, so the user is read first
+        // (one round trip more than `update_record_expiry`). Two tries: the id may change hands
+        // between the read and the update.
+        for _ in 0..2 {
             let owner: Option<String> = SCRIPTS
-                .take
-                .key(&record_key)
+                .owner
+                .key(keys.record(session_id))
                 .invoke_async(&mut conn)
                 .await
                 .map_err(unavailable)?;
             let Some(owner) = owner else {
                 return Ok(());
             };
-            let index = keys.index(&owner);
-            let _: i64 = redis::cmd("ZREM")
-                .arg(&index)
-                .arg(session_id)
-                .query_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
-            // A save of the same id racing this delete may have landed in between: if a record
-            // is back, so is its entry.
-            return self
-                .retrack_resaved(&mut conn, &index, &[session_id.to_owned()])
-                .await;
-        }
-        let mut user = match hint {
-            Some(user) => Some(user),
-            None => self.read_owner(&mut conn, session_id).await?,
-        };
-        for _ in 0..2 {
-            let current = user.take().unwrap_or_else(|| Arc::from(""));
-            let outcome: i64 = SCRIPTS
-                .delete
-                .key(&record_key)
-                .key(keys.index(&current))
-                .arg(session_id)
-                .arg(&*current)
-                .invoke_async(&mut conn)
-                .await
-                .map_err(unavailable)?;
+            // The old expiry is unknown here: the queue entry may have to move earlier.
+            let outcome = self
+                .cluster_update(&mut conn, session_id, &owner, expires, Queue::Lower)
+                .await?;
             if outcome != -1 {
                 return Ok(());
             }
-            user = self.read_owner(&mut conn, session_id).await?;
         }
         Ok(())
     }
 
-    async fn fetch_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+    /// Cluster: moves the expiry of `user_id`'s record `session_id`. Returns as
+    /// `retime_record` in `scripts/lib.lua` (1 done, 0 gone or expired, -1 another user's).
+    async fn cluster_update(
+        &self,
+        conn: &mut Conn<'_>,
+        session_id: &str,
+        user_id: &str,
+        expires: i64,
+        queue: Queue,
+    ) -> Result<i64> {
         let keys = &self.inner.keys;
         let index = keys.index(user_id);
-        let now_ms = now_ms();
+        // Index first, only ever later: its entry never falls before the record's expiry. (A
+        // shortened record keeps a later entry, which listing and purge judge by the record.)
+        let _: i64 = SCRIPTS
+            .update_index
+            .key(&index)
+            .arg(expires)
+            .arg(session_id)
+            .invoke_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if queue == Queue::Lower {
+            // Before the record: the queue entry is due no later than the record expires.
+            self.queue_no_later(conn, session_id, user_id, expires)
+                .await?;
+        }
+        let outcome: i64 = SCRIPTS
+            .update_record
+            .key(keys.record(session_id))
+            .arg(expires)
+            .arg(time_field(expires))
+            .arg(user_id)
+            .arg(now_ms())
+            .invoke_async(conn)
+            .await
+            .map_err(unavailable)?;
+        if outcome == 1 {
+            // A delete and a re-save of this id racing the update may have replaced the entry
+            // with an earlier score in between.
+            self.track_in_index(conn, &index, session_id, expires)
+                .await?;
+            if queue == Queue::Lower {
+                // And a purge that read the old expiry may have requeued the entry there in
+                // between (it re-reads the record afterwards, so one of the two lowers it).
+                self.queue_no_later(conn, session_id, user_id, expires)
+                    .await?;
+            }
+        }
+        Ok(outcome)
+    }
+
+    async fn delete(&self, session_id: &str) -> Result<()> {
+        let keys = &self.inner.keys;
+        let record_key = keys.record(session_id);
         let mut conn = self.inner.backend.get().await?;
-        let (ids,): (Vec<String>,) = redis::pipe()
-            .cmd("ZREMRANGEBYSCORE")
+        if !self.cluster() {
+            // One script: it reads the user from the record and names its index itself.
+            let _: i64 = SCRIPTS
+                .delete
+                .key(&record_key)
+                .arg(session_id)
+                .arg(keys.index_prefix())
+                .invoke_async(&mut conn)
+                .await
+                .map_err(unavailable)?;
+            return Ok(());
+        }
+        // Record first, then its index entry: the index stays a superset of live records.
+        let owner: Option<String> = SCRIPTS
+            .take
+            .key(&record_key)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        let Some(owner) = owner else {
+            return Ok(());
+        };
+        let index = keys.index(&owner);
+        let _: i64 = redis::cmd("ZREM")
             .arg(&index)
-            .arg("-inf")
-            .arg(now_ms)
-            .ignore()
-            .cmd("ZRANGE")
-            .arg(&index)
-            .arg(format!("({now_ms}"))
-            .arg("+inf")
-            .arg("BYSCORE")
+            .arg(session_id)
             .query_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        // A save of the same id racing this delete may have landed in between: if a record is
+        // back, so is its entry.
+        self.retrack_resaved(&mut conn, &index, &owner, &[session_id], false)
+            .await
+    }
+
+    async fn fetch_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        let keys = &self.inner.keys;
+        let now_ms = unix_ms(now);
+        let mut conn = self.inner.backend.get().await?;
+        let ids: Vec<String> = SCRIPTS
+            .list
+            .key(keys.index(user_id))
+            .arg(now_ms)
+            .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
         let mut records = Vec::with_capacity(ids.len());
@@ -414,6 +527,9 @@ impl RedisStore {
                 // still in flight. Either way not a live session now.
                 let Some(value) = value else { continue };
                 let decoded = record::decode(id, &value)?;
+                // The entry's score may be later than the record's expiry (a cluster update
+                // that shortened it), and the id may belong to someone else by now: the record
+                // itself decides, at the caller's `now`.
                 if decoded.record.user_id == user_id && !decoded.is_expired(now_ms) {
                     records.push(decoded.record);
                 }
@@ -447,7 +563,9 @@ impl RedisStore {
                     .query_async(&mut conn)
                     .await
                     .map_err(unavailable)?;
-                self.retrack_resaved(&mut conn, &index, chunk).await?;
+                let chunk: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                self.retrack_resaved(&mut conn, &index, user_id, &chunk, false)
+                    .await?;
             } else {
                 let mut purge = SCRIPTS.purge.key(&index);
                 for id in chunk {
@@ -455,20 +573,19 @@ impl RedisStore {
                 }
                 let _: i64 = purge.invoke_async(&mut conn).await.map_err(unavailable)?;
             }
-            for id in chunk {
-                self.inner.hints.forget(id);
-            }
         }
         Ok(())
     }
 
-    async fn delete_expired(&self) -> Result<u64> {
+    async fn delete_expired(&self, now: OffsetDateTime) -> Result<u64> {
         let keys = &self.inner.keys;
-        let now = now_ms();
+        let now = unix_ms(now);
         let mut conn = self.inner.backend.get().await?;
-        let mut removed = 0;
+        let mut deleted = 0;
         for bucket in keys.queue_buckets() {
             loop {
+                // Every live record has a queue entry scored no later than its expiry, so the
+                // entries due at `now` lead to every record expired at `now`.
                 let members: Vec<String> = redis::cmd("ZRANGE")
                     .arg(bucket)
                     .arg("-inf")
@@ -483,76 +600,189 @@ impl RedisStore {
                 if members.is_empty() {
                     break;
                 }
-                let mut by_index: HashMap<String, Vec<(&str, &str)>> = HashMap::new();
+                let mut entries = Vec::with_capacity(members.len());
+                let mut strangers = Vec::new();
                 for member in &members {
-                    // A member that does not parse points nowhere: it is just dropped below.
-                    if let Some((index, session_id)) = keys.parse_queue_member(member) {
-                        by_index
-                            .entry(index)
-                            .or_default()
-                            .push((member.as_str(), session_id));
+                    match keys.parse_queue_member(member) {
+                        Some(entry) => entries.push((member.as_str(), entry)),
+                        None => strangers.push(member.as_str()),
                     }
                 }
-                let mut requeue: Vec<(String, &str)> = Vec::new();
-                for (index, entries) in &by_index {
-                    let mut reap = SCRIPTS.reap.key(index);
-                    reap.arg(now);
-                    for (_, session_id) in entries {
-                        reap.arg(*session_id);
-                    }
-                    let results: Vec<Value> =
-                        reap.invoke_async(&mut conn).await.map_err(unavailable)?;
-                    for ((member, _), result) in entries.iter().zip(results) {
-                        match result {
-                            Value::Int(0) => removed += 1,
-                            Value::BulkString(score) => {
-                                requeue.push((String::from_utf8_lossy(&score).into_owned(), member))
-                            }
-                            _ => {}
-                        }
-                    }
-                }
-                // Extended sessions go back in the queue at their new expiry (through `track`,
-                // which keeps the bucket's TTL); everything else leaves it.
-                for (score, member) in &requeue {
-                    let alive_until = score
-                        .parse::<f64>()
-                        .map_or(now, |score| score as i64)
-                        .saturating_add(QUEUE_GRACE_MS);
-                    let _: i64 = SCRIPTS
-                        .track
-                        .key(bucket)
-                        .arg(score)
-                        .arg(*member)
-                        .arg("")
-                        .arg(alive_until)
-                        .invoke_async(&mut conn)
-                        .await
-                        .map_err(unavailable)?;
-                }
-                let done: Vec<&String> = members
-                    .iter()
-                    .filter(|member| !requeue.iter().any(|(_, kept)| kept == member))
-                    .collect();
-                if !done.is_empty() {
+                if !strangers.is_empty() {
+                    // Not ours: it points nowhere, so it just leaves the queue.
                     let _: i64 = redis::cmd("ZREM")
                         .arg(bucket)
-                        .arg(&done)
+                        .arg(&strangers)
                         .query_async(&mut conn)
                         .await
                         .map_err(unavailable)?;
                 }
+                deleted += if self.cluster() {
+                    self.cluster_expire(&mut conn, bucket, &entries, now)
+                        .await?
+                } else {
+                    let mut expire = SCRIPTS.expire.key(bucket);
+                    expire.arg(now).arg(QUEUE_GRACE_MS);
+                    for (member, entry) in &entries {
+                        expire
+                            .key(keys.record(entry.session_id))
+                            .key(&entry.index)
+                            .arg(*member)
+                            .arg(entry.session_id)
+                            .arg(&entry.user_id);
+                    }
+                    expire
+                        .invoke_async::<u64>(&mut conn)
+                        .await
+                        .map_err(unavailable)?
+                };
                 if members.len() < BATCH {
                     break;
                 }
             }
         }
-        Ok(removed)
+        Ok(deleted)
+    }
+
+    /// Cluster: the record step of expired deletion for each of `entries` (see
+    /// `scripts/expire_record.lua`), in order.
+    async fn expire_records(
+        &self,
+        conn: &mut Conn<'_>,
+        entries: &[(&str, QueueEntry<'_>)],
+        now: i64,
+    ) -> Result<Vec<Value>> {
+        // The records live on every node: on the shared cluster connection they go out
+        // IN_FLIGHT at a time rather than one round trip after another.
+        #[cfg(feature = "cluster")]
+        if let Some(handle) = conn.cluster_handle() {
+            let mut outcomes = Vec::with_capacity(entries.len());
+            for group in entries.chunks(IN_FLIGHT) {
+                let calls = group.iter().map(|(_, entry)| {
+                    let invocation = self.expire_record(entry, now);
+                    let mut connection = handle.clone();
+                    async move { invocation.invoke_async::<Value>(&mut connection).await }
+                });
+                for outcome in join_all(calls).await {
+                    outcomes.push(outcome.map_err(unavailable)?);
+                }
+            }
+            return Ok(outcomes);
+        }
+        let mut outcomes = Vec::with_capacity(entries.len());
+        for (_, entry) in entries {
+            let outcome = self
+                .expire_record(entry, now)
+                .invoke_async(conn)
+                .await
+                .map_err(unavailable)?;
+            outcomes.push(outcome);
+        }
+        Ok(outcomes)
+    }
+
+    fn expire_record(&self, entry: &QueueEntry<'_>, now: i64) -> redis::ScriptInvocation<'static> {
+        let mut invocation = SCRIPTS
+            .expire_record
+            .key(self.inner.keys.record(entry.session_id));
+        invocation.arg(now).arg(&entry.user_id);
+        invocation
+    }
+
+    /// Cluster: one batch of due queue entries of `bucket`. Each record is judged and deleted
+    /// on its own (one script on its key); then the queue entries of those live at `now` move
+    /// to their expiry, and the index and queue entries of the others go.
+    async fn cluster_expire(
+        &self,
+        conn: &mut Conn<'_>,
+        bucket: &str,
+        entries: &[(&str, QueueEntry<'_>)],
+        now: i64,
+    ) -> Result<u64> {
+        let mut deleted = 0;
+        let mut live: Vec<(&str, &QueueEntry<'_>, i64)> = Vec::new();
+        let mut done: Vec<&str> = Vec::new();
+        let mut stale: HashMap<&str, (&str, Vec<&str>)> = HashMap::new();
+        let outcomes = self.expire_records(conn, entries, now).await?;
+        for ((member, entry), outcome) in entries.iter().zip(outcomes) {
+            match outcome {
+                Value::BulkString(expires) => {
+                    let expires = std::str::from_utf8(&expires)
+                        .ok()
+                        .and_then(|expires| expires.parse::<i64>().ok());
+                    if let Some(expires) = expires {
+                        live.push((member, entry, expires));
+                        continue;
+                    }
+                }
+                Value::Int(1) => deleted += 1,
+                _ => {}
+            }
+            done.push(member);
+            stale
+                .entry(entry.index.as_str())
+                .or_insert_with(|| (entry.user_id.as_str(), Vec::new()))
+                .1
+                .push(entry.session_id);
+        }
+        for (member, entry, expires) in live {
+            // Live at `now` (extended): back in the queue at its expiry.
+            let _: i64 = SCRIPTS
+                .track
+                .key(bucket)
+                .arg("GT")
+                .arg(expires)
+                .arg(member)
+                .arg("")
+                .arg(expires.saturating_add(QUEUE_GRACE_MS))
+                .invoke_async(conn)
+                .await
+                .map_err(unavailable)?;
+            // A shortening racing this purge may have moved the record earlier since it was
+            // read: the entry must not stay later than the record.
+            let current = self
+                .expiry_if_owned(conn, entry.session_id, &entry.user_id)
+                .await?;
+            if current > 0 && current < expires {
+                self.queue_no_later(conn, entry.session_id, &entry.user_id, current)
+                    .await?;
+            }
+        }
+        for (index, (_, ids)) in &stale {
+            let _: i64 = redis::cmd("ZREM")
+                .arg(*index)
+                .arg(ids)
+                .query_async(conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        if !done.is_empty() {
+            let _: i64 = redis::cmd("ZREM")
+                .arg(bucket)
+                .arg(&done)
+                .query_async(conn)
+                .await
+                .map_err(unavailable)?;
+        }
+        // A save of one of those ids racing this purge may have landed in between: its index
+        // and queue entries come back.
+        for (index, (user_id, ids)) in &stale {
+            self.retrack_resaved(conn, index, user_id, ids, true)
+                .await?;
+        }
+        Ok(deleted)
     }
 }
 
 #[async_trait]
 impl SessionStore for RedisStore {
+    /// [`Capabilities::TTL_NATIVE`]: every optional call; Redis expires records itself, so an
+    /// expired record is hidden, one saved already expired is not kept, and the purge count is
+    /// an at-most one (records Redis removed first are not counted).
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::TTL_NATIVE
+    }
+
     /// Insert-only (`Error::DuplicateId` on an existing id, nothing changed). A record whose
     /// `expires_at` has passed is not kept.
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
@@ -573,7 +803,9 @@ impl SessionStore for RedisStore {
         self.fetch(session_id).instrument(span).await
     }
 
-    /// Moves the record's expiry (and its index entry); a missing record stays missing.
+    /// Moves the expiry of a live record (and its index and queue entries); a missing or
+    /// expired record stays as it is. Knowing the id alone, the store learns the user from the
+    /// record: inside the one script on a single server, with one read more on a cluster.
     async fn update_session_expiry(
         &self,
         session_id: &str,
@@ -583,7 +815,25 @@ impl SessionStore for RedisStore {
             "narvik_redis.update_session_expiry",
             session = short_id(session_id)
         );
-        self.update(session_id, expires_at).instrument(span).await
+        self.update_by_id(session_id, expires_at)
+            .instrument(span)
+            .await
+    }
+
+    /// The engine's extension. `record.user_id` names the index, so this is one script on a
+    /// single server (three steps on a cluster) with nothing read first.
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        let span = tracing::debug_span!(
+            "narvik_redis.update_record_expiry",
+            session = short_id(&record.id)
+        );
+        self.update_record(record, expires_at)
+            .instrument(span)
+            .await
     }
 
     async fn delete_session(&self, session_id: &str) -> Result<()> {
@@ -594,10 +844,15 @@ impl SessionStore for RedisStore {
         self.delete(session_id).instrument(span).await
     }
 
-    /// Reads the user's index (pruning its expired entries), then the records with `MGET`.
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
+    /// Reads the user's index (pruning entries of records Redis has expired), then the records
+    /// with `MGET`, keeping those live at `now`.
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
         let span = tracing::debug_span!("narvik_redis.fetch_sessions_for_user");
-        self.fetch_for_user(user_id).instrument(span).await
+        self.fetch_for_user(user_id, now).instrument(span).await
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
@@ -605,12 +860,12 @@ impl SessionStore for RedisStore {
         self.delete_for_user(user_id).instrument(span).await
     }
 
-    /// Redis deletes expired records itself. This call removes the per-user index entries of
-    /// expired sessions, found through the expiry queue, and returns how many it removed: each
-    /// one is a session that had expired. Entries already pruned by a per-user call are not
-    /// counted again, so the count never exceeds the expired sessions.
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
+    /// Deletes every record expired at `now`, whether or not Redis has expired it yet, found
+    /// through the expiry queue, and returns how many records it deleted. Records Redis removed
+    /// by itself before the call are not counted (their index entries are cleaned up), so the
+    /// count never exceeds the expired records and never includes a live one.
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         let span = tracing::debug_span!("narvik_redis.delete_all_expired_sessions");
-        self.delete_expired().instrument(span).await
+        self.delete_expired(now).instrument(span).await
     }
 }

@@ -1,25 +1,18 @@
 //! Single-node behaviour beyond the conformance suite: connection loss, unreachable servers,
-//! the expiry queue and its count, and TTLs on every key.
+//! the purge's cut-off and count, no revival of an expired record, TTLs on every key, and the
+//! number of commands each hot-path call sends.
 
 mod common;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
-use narvik_core::{Error, SessionRecord, SessionStore};
+use common::shared::{self, record};
+use narvik_core::{Error, ManualClock, Narvik, SessionStore};
 use narvik_redis::redis::{self, AsyncCommands};
 use narvik_redis::RedisStore;
-use time::OffsetDateTime;
-
-fn record(id: &str, user_id: &str, expires_in: Duration) -> SessionRecord {
-    let now = narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc());
-    SessionRecord {
-        id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        expires_at: now + expires_in,
-        created_at: now,
-        data: serde_json::json!({ "theme": "dark", "n": 1 }).into(),
-    }
-}
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 
 #[tokio::test(flavor = "multi_thread")]
 async fn unreachable_server_is_unavailable() {
@@ -113,60 +106,17 @@ async fn killed_connections_surface_as_unavailable_then_recover() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn expiry_queue_removes_stale_index_entries_and_counts_them() {
+async fn purge_cuts_off_at_the_given_now_and_counts_what_it_deleted() {
     let store = common::fresh_store().await;
-    let short = Duration::from_millis(300);
-    for n in 0..5 {
-        store
-            .save_session(&record(
-                &format!("short-{n}"),
-                &format!("u{}", n % 2),
-                short,
-            ))
-            .await
-            .expect("save");
-    }
-    let live = record("live", "u0", Duration::from_secs(600));
-    store.save_session(&live).await.expect("save");
-    // Extended before it expires: requeued, not counted.
-    let extended = record("extended", "u1", short);
-    store.save_session(&extended).await.expect("save");
-    store
-        .update_session_expiry("extended", extended.expires_at + Duration::from_secs(600))
-        .await
-        .expect("extend");
-    // Deleted: its queue entry points at nothing, not counted.
-    store
-        .save_session(&record("deleted", "u1", short))
-        .await
-        .expect("save");
-    store.delete_session("deleted").await.expect("delete");
+    let mut raw = common::admin(&common::single_url().await).await;
+    shared::purge_cuts_off_at_the_given_now(&store, &mut raw).await;
+}
 
-    tokio::time::sleep(Duration::from_millis(450)).await;
-    assert_eq!(store.delete_all_expired_sessions().await.expect("reap"), 5);
-    assert_eq!(
-        store
-            .delete_all_expired_sessions()
-            .await
-            .expect("reap again"),
-        0
-    );
-    let url = common::single_url().await;
-    let mut admin = common::admin(&url).await;
-    for user in ["u0", "u1"] {
-        let key = format!("{}:u:{{{}}}", store.prefix(), hex(user));
-        let ids: Vec<String> = admin.zrange(&key, 0, -1).await.expect("ZRANGE");
-        let expected = if user == "u0" {
-            vec!["live"]
-        } else {
-            vec!["extended"]
-        };
-        assert_eq!(ids, expected, "index of {user}");
-    }
-    assert_eq!(
-        store.fetch_session("live").await.expect("fetch"),
-        Some(live)
-    );
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_record_whose_key_survives_is_not_revived() {
+    let store = common::fresh_store().await;
+    let mut raw = common::admin(&common::single_url().await).await;
+    shared::an_expired_record_whose_key_survives_is_not_revived(&store, &mut raw).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -177,7 +127,7 @@ async fn a_record_saved_expired_leaves_nothing() {
     store.save_session(&expired).await.expect("save");
     assert_eq!(store.fetch_session("gone").await.expect("fetch"), None);
     assert!(store
-        .fetch_sessions_for_user("alice")
+        .fetch_sessions_for_user("alice", expired.expires_at - Duration::from_secs(60))
         .await
         .expect("list")
         .is_empty());
@@ -200,58 +150,10 @@ async fn scan_prefix(prefix: &str) -> Vec<String> {
     keys
 }
 
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
 #[tokio::test(flavor = "multi_thread")]
 async fn after_a_workload_every_key_has_a_ttl() {
     let store = common::fresh_store().await;
-    let users = ["alice", "{bob}", "carol*", "ünï"];
-    for n in 0..40 {
-        let user = users[n % users.len()];
-        let lifetime = if n % 5 == 0 {
-            Duration::from_millis(200)
-        } else {
-            Duration::from_secs(600)
-        };
-        store
-            .save_session(&record(&format!("s{n}"), user, lifetime))
-            .await
-            .expect("save");
-    }
-    let later = OffsetDateTime::now_utc() + Duration::from_secs(3600);
-    for n in (0..40).step_by(3) {
-        store
-            .update_session_expiry(&format!("s{n}"), later)
-            .await
-            .expect("extend");
-    }
-    // Moved into the past: Redis drops the record at once.
-    store
-        .update_session_expiry("s1", OffsetDateTime::now_utc() - Duration::from_secs(5))
-        .await
-        .expect("expire");
-    store
-        .update_session_expiry("nope", later)
-        .await
-        .expect("no-op");
-    for n in (0..40).step_by(7) {
-        store
-            .delete_session(&format!("s{n}"))
-            .await
-            .expect("delete");
-    }
-    store
-        .delete_sessions_for_user("carol*")
-        .await
-        .expect("delete user");
-    for user in users {
-        store.fetch_sessions_for_user(user).await.expect("list");
-    }
-    tokio::time::sleep(Duration::from_millis(250)).await;
-    store.delete_all_expired_sessions().await.expect("reap");
-
+    shared::ttl_workload(&store).await;
     let keys = scan_prefix(store.prefix()).await;
     assert!(
         keys.len() >= 20,
@@ -263,7 +165,220 @@ async fn after_a_workload_every_key_has_a_ttl() {
         let ttl: i64 = admin.pttl(&key).await.expect("PTTL");
         assert!(ttl > 0, "{key} has no TTL (PTTL {ttl})");
     }
-    assert_eq!(store.fetch_session("s1").await.expect("fetch"), None);
+}
+
+/// A loopback TCP proxy in front of the test server that counts the commands sent through it
+/// (RESP arrays from the client), so that round trips can be counted exactly.
+struct CountingProxy {
+    url: String,
+    commands: Arc<AtomicUsize>,
+}
+
+impl CountingProxy {
+    async fn start(upstream: String) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind the proxy");
+        let url = format!("redis://{}", listener.local_addr().expect("proxy address"));
+        let commands = Arc::new(AtomicUsize::new(0));
+        let counter = Arc::clone(&commands);
+        tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let server = tokio::net::TcpStream::connect(&upstream)
+                    .await
+                    .expect("connect upstream");
+                let (from_client, to_client) = client.into_split();
+                let (from_server, to_server) = server.into_split();
+                tokio::spawn(forward(from_server, to_client, None));
+                tokio::spawn(forward(from_client, to_server, Some(Arc::clone(&counter))));
+            }
+        });
+        Self { url, commands }
+    }
+
+    fn count(&self) -> usize {
+        self.commands.load(Ordering::SeqCst)
+    }
+}
+
+/// Copies bytes from `from` to `to` until either side closes, counting the commands on the way
+/// when given a counter. (By hand: tokio's `io-util` is not among this crate's features.)
+async fn forward(from: OwnedReadHalf, to: OwnedWriteHalf, counter: Option<Arc<AtomicUsize>>) {
+    let mut pending = Vec::new();
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        if from.readable().await.is_err() {
+            return;
+        }
+        let read = match from.try_read(&mut buffer) {
+            Ok(0) => return,
+            Ok(read) => read,
+            Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => continue,
+            Err(_) => return,
+        };
+        if let Some(counter) = &counter {
+            pending.extend_from_slice(&buffer[..read]);
+            while let Some(length) = resp_command_length(&pending) {
+                counter.fetch_add(1, Ordering::SeqCst);
+                pending.drain(..length);
+            }
+        }
+        let mut rest = &buffer[..read];
+        while !rest.is_empty() {
+            if to.writable().await.is_err() {
+                return;
+            }
+            match to.try_write(rest) {
+                Ok(written) => rest = &rest[written..],
+                Err(error) if error.kind() == std::io::ErrorKind::WouldBlock => {}
+                Err(_) => return,
+            }
+        }
+    }
+}
+
+/// The length of the first complete command (`*N` then N bulk strings) in `bytes`, if any.
+fn resp_command_length(bytes: &[u8]) -> Option<usize> {
+    fn line(bytes: &[u8], at: usize, tag: u8) -> Option<(usize, usize)> {
+        if *bytes.get(at)? != tag {
+            panic!("unexpected RESP from the client at byte {at}");
+        }
+        let end = at + bytes[at..].windows(2).position(|pair| pair == b"\r\n")?;
+        let number = std::str::from_utf8(&bytes[at + 1..end])
+            .ok()?
+            .parse()
+            .ok()?;
+        Some((number, end + 2))
+    }
+    let (count, mut at) = line(bytes, 0, b'*')?;
+    for _ in 0..count {
+        let (length, start) = line(bytes, at, b'$')?;
+        at = start + length + 2;
+        if at > bytes.len() {
+            return None;
+        }
+    }
+    Some(at)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn each_call_on_the_hot_paths_is_one_command() {
+    let url = common::single_url().await;
+    let Some(address) = url.strip_prefix("redis://") else {
+        panic!("this test needs a plain redis:// URL, got {url}");
+    };
+    let proxy = CountingProxy::start(address.trim_end_matches('/').to_owned()).await;
+    let store = RedisStore::builder()
+        .prefix(common::fresh_prefix())
+        .connect(proxy.url.as_str())
+        .await
+        .expect("connect through the proxy");
+    let mut raw = common::admin(&url).await;
+    let later = |hours: u64| shared::now() + Duration::from_secs(hours * 3600);
+    // Warm up: a script's first use may cost a SCRIPT LOAD.
+    let warm = record("warm", "alice", Duration::from_secs(3600));
+    store.save_session(&warm).await.expect("save");
+    store
+        .update_record_expiry(&warm, later(2))
+        .await
+        .expect("warm");
+    store
+        .update_session_expiry("warm", later(3))
+        .await
+        .expect("warm");
+    store.delete_session("warm").await.expect("warm");
+
+    let saved = record("one", "alice", Duration::from_secs(3600));
+    store.save_session(&saved).await.expect("save");
+    let calls: [(&str, usize); 4] = [
+        ("fetch_session", 1),
+        ("update_record_expiry", 1),
+        ("update_session_expiry", 1),
+        ("delete_session", 1),
+    ];
+    for (call, expected) in calls {
+        let at = later(if call == "update_record_expiry" { 5 } else { 7 });
+        let before = proxy.count();
+        match call {
+            "fetch_session" => {
+                assert_eq!(
+                    store.fetch_session("one").await.expect("fetch"),
+                    Some(saved.clone())
+                );
+            }
+            "update_record_expiry" => {
+                store
+                    .update_record_expiry(&saved, at)
+                    .await
+                    .expect("extend");
+            }
+            "update_session_expiry" => {
+                store
+                    .update_session_expiry("one", at)
+                    .await
+                    .expect("extend by id");
+            }
+            _ => store.delete_session("one").await.expect("delete"),
+        }
+        assert_eq!(proxy.count() - before, expected, "commands sent by {call}");
+        match call {
+            "update_record_expiry" | "update_session_expiry" => {
+                let fetched = store
+                    .fetch_session("one")
+                    .await
+                    .expect("fetch")
+                    .expect("still there");
+                assert_eq!(fetched.expires_at, at, "{call} moved the expiry");
+                let score: f64 = redis::cmd("ZSCORE")
+                    .arg(shared::index_key(&store, "alice"))
+                    .arg("one")
+                    .query_async(&mut raw)
+                    .await
+                    .expect("ZSCORE");
+                assert_eq!(score as i64, shared::ms(at), "{call} moved the index entry");
+                let key_expiry =
+                    shared::expire_time(&mut raw, &shared::record_key(&store, "one")).await;
+                assert_eq!(key_expiry, shared::ms(at), "{call} moved the key's TTL");
+            }
+            "delete_session" => {
+                assert_eq!(store.fetch_session("one").await.expect("fetch"), None);
+                assert!(shared::index_ids(&store, &mut raw, "alice")
+                    .await
+                    .is_empty());
+            }
+            _ => {}
+        }
+    }
+
+    // The engine: a validation that extends is the GET and the extension, nothing else.
+    let clock = Arc::new(ManualClock::starting_now());
+    let narvik: Narvik<serde_json::Value> = Narvik::builder(Arc::new(store.clone()))
+        .session_lifetime(time::Duration::hours(1))
+        .clock(clock.clone())
+        .build()
+        .expect("engine");
+    let created = narvik
+        .create_session("bob", serde_json::json!({"a": 1}))
+        .await
+        .expect("create");
+    clock.advance(time::Duration::minutes(40));
+    let before = proxy.count();
+    let validated = narvik
+        .validate_session(created.token.as_str())
+        .await
+        .expect("validate")
+        .expect("live");
+    assert_eq!(proxy.count() - before, 2, "GET and the extension");
+    assert!(validated.extended);
+    let stored = store
+        .fetch_session(&validated.id)
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(
+        stored.expires_at, validated.expires_at,
+        "the extension landed"
+    );
 }
 
 /// With `tls`, rustls has a crypto provider: a `rediss://` URL to a plain-text server fails the

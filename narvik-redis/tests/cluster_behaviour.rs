@@ -1,6 +1,7 @@
-//! Redis Cluster behaviour beyond the conformance suite: the guarantee that holds across slots
-//! (every live record is in its user's index, scored at or after its expiry), connection loss,
-//! and an unreachable cluster.
+//! Redis Cluster behaviour beyond the conformance suite: the guarantees that hold across slots
+//! (every live record is in its user's index, scored at or after its expiry, and in the expiry
+//! queue, due at or before it), the purge's cut-off and count, no revival of an expired record,
+//! connection loss, and an unreachable cluster.
 #![cfg(feature = "cluster")]
 
 mod common;
@@ -8,7 +9,8 @@ mod common;
 use std::collections::HashMap;
 use std::time::Duration;
 
-use narvik_core::{Error, SessionRecord, SessionStore};
+use common::shared::{self, hex, now, record};
+use narvik_core::{Error, SessionStore};
 use narvik_redis::redis::{self, cluster::ClusterClient, cluster_async::ClusterConnection};
 use narvik_redis::RedisStore;
 use rand::{Rng, SeedableRng};
@@ -20,21 +22,6 @@ async fn raw_cluster() -> ClusterConnection {
         .get_async_connection()
         .await
         .expect("connect to the cluster")
-}
-
-fn hex(text: &str) -> String {
-    text.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn record(id: &str, user_id: &str, expires_in: Duration) -> SessionRecord {
-    let now = narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc());
-    SessionRecord {
-        id: id.to_owned(),
-        user_id: user_id.to_owned(),
-        expires_at: now + expires_in,
-        created_at: now,
-        data: serde_json::json!({ "n": 1 }).into(),
-    }
 }
 
 async fn slot(conn: &mut ClusterConnection, key: &str) -> i64 {
@@ -74,14 +61,14 @@ async fn records_and_user_indexes_span_slots_and_braces_do_not_steer_them() {
     );
     assert_eq!(
         store
-            .fetch_sessions_for_user("{x}")
+            .fetch_sessions_for_user("{x}", now())
             .await
             .expect("list")
             .len(),
         20
     );
     assert!(store
-        .fetch_sessions_for_user("x")
+        .fetch_sessions_for_user("x", now())
         .await
         .expect("list")
         .is_empty());
@@ -90,21 +77,31 @@ async fn records_and_user_indexes_span_slots_and_braces_do_not_steer_them() {
         .await
         .expect("delete user");
     assert!(store
-        .fetch_sessions_for_user("{x}")
+        .fetch_sessions_for_user("{x}", now())
         .await
         .expect("list")
         .is_empty());
 }
 
-/// The cross-slot guarantee: whatever interleaving of saves, extensions and deletes, once they
+/// The cross-slot guarantees: whatever interleaving of saves, both kinds of expiry update
+/// (longer and shorter), deletes, per-user deletes and purges ahead of the clock, once they
 /// are done every live record has an entry in its user's index scored no earlier than its
-/// expiry (so per-user listing and deletion always find it), and listings show exactly the
-/// live records. (Entries without a record may remain after such races: they are skipped.)
+/// expiry (so per-user listing and deletion always find it) and an expiry-queue entry due no
+/// later than its expiry (so a purge at any `now` past it finds it), and listings show exactly
+/// the live records. (Entries without a record may remain after such races: they are
+/// skipped, and cleaned up when they come due.)
 #[tokio::test(flavor = "multi_thread")]
-async fn under_racing_writes_every_live_record_stays_in_its_users_index() {
+async fn under_racing_writes_every_live_record_stays_in_its_users_index_and_the_queue() {
     let store = common::fresh_cluster_store().await;
     let users = ["alice", "{bob}", "carol"];
-    let ids: Vec<String> = (0..24).map(|n| format!("{n:064x}")).collect();
+    // Braces in session ids steer their records' slots (a few share one): ids are data.
+    let ids: Vec<String> = (0..24)
+        .map(|n| match n % 3 {
+            0 => format!("{n:064x}"),
+            1 => format!("{{t{}}}{n}", n % 2),
+            _ => format!("}}{{{n}"),
+        })
+        .collect();
     let mut tasks = Vec::new();
     for task in 0..8 {
         let store = store.clone();
@@ -117,7 +114,8 @@ async fn under_racing_writes_every_live_record_stays_in_its_users_index() {
                 let n = rng.random_range(0..ids.len());
                 let id = &ids[n];
                 let user = users[n % users.len()];
-                match rng.random_range(0..9) {
+                let at = OffsetDateTime::now_utc() + Duration::from_secs(rng.random_range(60..900));
+                match rng.random_range(0..12) {
                     0..=2 => {
                         let lifetime = Duration::from_secs(rng.random_range(60..600));
                         match store.save_session(&record(id, user, lifetime)).await {
@@ -125,16 +123,27 @@ async fn under_racing_writes_every_live_record_stays_in_its_users_index() {
                             Err(other) => panic!("save: {other}"),
                         }
                     }
-                    3 | 4 => {
-                        let at = OffsetDateTime::now_utc()
-                            + Duration::from_secs(rng.random_range(60..900));
-                        store.update_session_expiry(id, at).await.expect("update");
+                    3 => store.update_session_expiry(id, at).await.expect("update"),
+                    4 | 5 => {
+                        if let Some(found) = store.fetch_session(id).await.expect("fetch") {
+                            store
+                                .update_record_expiry(&found, at)
+                                .await
+                                .expect("update record");
+                        }
                     }
-                    5 | 6 => store.delete_session(id).await.expect("delete"),
-                    7 => store
+                    6 | 7 => store.delete_session(id).await.expect("delete"),
+                    8 => store
                         .delete_sessions_for_user(user)
                         .await
                         .expect("delete user"),
+                    9 => {
+                        let ahead = now() + Duration::from_secs(rng.random_range(0..700));
+                        store
+                            .delete_all_expired_sessions(ahead)
+                            .await
+                            .expect("purge ahead");
+                    }
                     _ => {
                         store.fetch_session(id).await.expect("fetch");
                     }
@@ -148,40 +157,72 @@ async fn under_racing_writes_every_live_record_stays_in_its_users_index() {
     }
 
     let mut raw = raw_cluster().await;
-    let prefix = store.prefix().to_owned();
+    let queue = shared::queue(&store, &mut raw).await;
     let mut live = HashMap::new();
     for id in &ids {
         if let Some(found) = store.fetch_session(id).await.expect("fetch") {
-            let index = format!("{prefix}:u:{{{}}}", hex(&found.user_id));
             let score: Option<f64> = redis::cmd("ZSCORE")
-                .arg(&index)
+                .arg(shared::index_key(&store, &found.user_id))
                 .arg(id)
                 .query_async(&mut raw)
                 .await
                 .expect("ZSCORE");
-            let expires_ms = (found.expires_at.unix_timestamp_nanos() / 1_000_000) as f64;
+            let expires_ms = shared::ms(found.expires_at);
             assert!(
-                score.is_some_and(|score| score >= expires_ms),
+                score.is_some_and(|score| score as i64 >= expires_ms),
                 "live record {id} has index score {score:?}, expiry {expires_ms}"
+            );
+            let due = queue.get(&shared::queue_member(&found.user_id, id));
+            assert!(
+                due.is_some_and(|due| *due <= expires_ms),
+                "live record {id} has queue score {due:?}, expiry {expires_ms}"
             );
             live.insert(id.clone(), found.user_id);
         }
     }
     assert!(!live.is_empty(), "the workload left live records to check");
     for user in users {
-        let listed = store.fetch_sessions_for_user(user).await.expect("list");
+        let listed = store
+            .fetch_sessions_for_user(user, now())
+            .await
+            .expect("list");
         let expected = live.values().filter(|owner| owner.as_str() == user).count();
         assert_eq!(listed.len(), expected, "listing of {user}");
     }
-    for user in users {
-        store
-            .delete_sessions_for_user(user)
-            .await
-            .expect("delete user");
-    }
+    // A purge past every expiry finds every live record through the queue.
+    let purged = store
+        .delete_all_expired_sessions(now() + Duration::from_secs(3600))
+        .await
+        .expect("purge all");
+    assert_eq!(
+        purged,
+        live.len() as u64,
+        "the purge deleted every live record"
+    );
     for id in &ids {
         assert_eq!(store.fetch_session(id).await.expect("fetch"), None);
     }
+    for user in users {
+        assert!(store
+            .fetch_sessions_for_user(user, now())
+            .await
+            .expect("list")
+            .is_empty());
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn purge_cuts_off_at_the_given_now_and_counts_what_it_deleted() {
+    let store = common::fresh_cluster_store().await;
+    let mut raw = raw_cluster().await;
+    shared::purge_cuts_off_at_the_given_now(&store, &mut raw).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_expired_record_whose_key_survives_is_not_revived() {
+    let store = common::fresh_cluster_store().await;
+    let mut raw = raw_cluster().await;
+    shared::an_expired_record_whose_key_survives_is_not_revived(&store, &mut raw).await;
 }
 
 #[tokio::test(flavor = "multi_thread")]

@@ -11,8 +11,9 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_same_record, assert_same_set, assert_stored, assert_user_lists, join_all,
-    live_record, must, now_ms, race, random_session_id, random_user_id, save_all,
+    assert_absent, assert_all_absent, assert_all_stored, assert_same_record, assert_same_set,
+    assert_stored, assert_user_lists, declared_absent, ids_of, list_at, live_record, must, now_ms,
+    race, random_session_id, random_user_id, save_all, BULK_TASKS,
 };
 use crate::Capabilities;
 
@@ -20,36 +21,26 @@ use crate::Capabilities;
 const TASKS: usize = 20;
 
 /// Checks that the store holds exactly `records` for `user_id`: by the user listing when the
-/// store has one, else by fetching every id from [`TASKS`] tasks.
+/// store has one, else by fetching every id from [`BULK_TASKS`] tasks. Returns how many
+/// records the store showed.
 async fn assert_user_holds(
     store: &Arc<dyn SessionStore>,
     capabilities: Capabilities,
     user_id: &str,
     records: Vec<SessionRecord>,
     context: &'static str,
-) {
+) -> usize {
     if capabilities.fetch_sessions_for_user {
         let listed = must(
-            store.fetch_sessions_for_user(user_id).await,
+            store.fetch_sessions_for_user(user_id, now_ms()).await,
             "fetch_sessions_for_user",
         );
+        let shown = listed.len();
         assert_same_set(listed, &records, context);
-        return;
+        return shown;
     }
-    let chunk = records.len().div_ceil(TASKS).max(1);
-    let handles = records
-        .chunks(chunk)
-        .map(|part| {
-            let part = part.to_vec();
-            let store = Arc::clone(store);
-            tokio::spawn(async move {
-                for record in &part {
-                    assert_stored(store.as_ref(), record, context).await;
-                }
-            })
-        })
-        .collect();
-    join_all(handles).await;
+    assert_all_stored(store, &records, context).await;
+    records.len()
 }
 
 /// 20 tasks each save 500 distinct records at once; all 10,000 land, none lost or doubled.
@@ -75,10 +66,9 @@ pub async fn concurrent_saves_of_distinct_ids_all_land(
         async move { save_all(store.as_ref(), &records).await }
     })
     .await;
-    let mut total = 0;
+    let mut held = 0;
     for (user_id, records) in batches {
-        total += records.len();
-        assert_user_holds(
+        held += assert_user_holds(
             &store,
             capabilities,
             &user_id,
@@ -87,7 +77,12 @@ pub async fn concurrent_saves_of_distinct_ids_all_land(
         )
         .await;
     }
-    assert_eq!(total, TASKS * PER_TASK);
+    assert_eq!(
+        held,
+        TASKS * PER_TASK,
+        "the store holds {held} of the {} records saved concurrently",
+        TASKS * PER_TASK
+    );
 }
 
 /// 20 tasks save the same id at once: exactly one succeeds, every other gets
@@ -180,6 +175,58 @@ pub async fn delete_racing_update_never_resurrects(
         &user_id,
         &[],
         "the user listing after delete raced update",
+    )
+    .await;
+}
+
+/// A delete and an extension through `update_record_expiry` (the call the engine extends
+/// through, with the whole record in hand) of the same record, started together, 200 times:
+/// whichever runs first, the record is gone afterwards and its user lists nothing.
+///
+/// Catches a store that extends by writing the record it was handed back (`SET` without
+/// `XX`, an upsert, a check-then-write with a yield between the check and the write), so an
+/// extension landing after a logout re-creates the session.
+pub async fn update_record_expiry_racing_delete_never_resurrects(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    const ROUNDS: usize = 200;
+    let user_id = random_user_id("record-racing");
+    for round in 0..ROUNDS {
+        let record = live_record(&user_id, json!({ "round": round }));
+        must(store.save_session(&record).await, "save_session");
+        let shared = Arc::clone(&store);
+        let racing = record.clone();
+        let extended_to = record.expires_at + Duration::days(1);
+        let outcomes = race(2, move |task| {
+            let store = Arc::clone(&shared);
+            let record = racing.clone();
+            async move {
+                // Alternate who is spawned first so both orders get their chance.
+                if (task + round) % 2 == 0 {
+                    store.delete_session(&record.id).await
+                } else {
+                    store.update_record_expiry(&record, extended_to).await
+                }
+            }
+        })
+        .await;
+        for outcome in outcomes {
+            must(outcome, "delete_session or update_record_expiry");
+        }
+        assert_absent(
+            store.as_ref(),
+            &record.id,
+            &format!("round {round}: a delete raced update_record_expiry"),
+        )
+        .await;
+    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &user_id,
+        &[],
+        "the user listing after deletes raced update_record_expiry",
     )
     .await;
 }
@@ -325,4 +372,201 @@ pub async fn mixed_stress_10000_ops_exact_state(
         )
         .await;
     }
+}
+
+/// `delete_sessions_for_user(u)` runs (five times over) while 16 tasks save sessions for
+/// other users, near twins of `u` among them (`u` extended, truncated, upper-cased, with a
+/// trailing space): every session of the others survives, every session `u` had before is
+/// gone.
+///
+/// Catches a per-user delete that rewrites shared state from a snapshot (read everything,
+/// drop `u`'s, write the rest back: a concurrent save is lost), that deletes by a pattern, or
+/// whose index clean-up removes entries it did not read.
+pub async fn delete_for_user_racing_saves_of_others_leaves_them(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    if declared_absent(
+        store.as_ref(),
+        capabilities,
+        narvik_core::OptionalOperation::DeleteSessionsForUser,
+    )
+    .await
+    {
+        return;
+    }
+    const DELETES: usize = 5;
+    const PER_SAVER: usize = 40;
+    let doomed = random_user_id("doomed-racing");
+    let before: Vec<SessionRecord> = (0..100)
+        .map(|n| live_record(&doomed, json!({ "before": n })))
+        .collect();
+    crate::harness::save_concurrently(&store, before.clone(), BULK_TASKS).await;
+    let mut others: Vec<String> = (0..BULK_TASKS - 4)
+        .map(|n| random_user_id(&format!("neighbour{n}")))
+        .collect();
+    others.extend([
+        format!("{doomed}x"),
+        doomed[..doomed.len() - 1].to_owned(),
+        doomed.to_uppercase(),
+        format!("{doomed} "),
+    ]);
+    let batches: Vec<Vec<SessionRecord>> = others
+        .iter()
+        .map(|user| {
+            (0..PER_SAVER)
+                .map(|n| live_record(user, json!({ "other": user, "n": n })))
+                .collect()
+        })
+        .collect();
+
+    let shared = Arc::clone(&store);
+    let saving = batches.clone();
+    let doomed_id = doomed.clone();
+    race(BULK_TASKS + DELETES, move |task| {
+        let store = Arc::clone(&shared);
+        let records = saving.get(task).cloned();
+        let doomed = doomed_id.clone();
+        async move {
+            match records {
+                Some(records) => save_all(store.as_ref(), &records).await,
+                None => {
+                    for _ in 0..4 {
+                        must(
+                            store.delete_sessions_for_user(&doomed).await,
+                            "delete_sessions_for_user",
+                        );
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+
+    assert_all_absent(
+        &store,
+        &ids_of(&before),
+        "a session the user had before their sessions were deleted",
+    )
+    .await;
+    let all_others: Vec<SessionRecord> = batches.iter().flatten().cloned().collect();
+    assert_all_stored(
+        &store,
+        &all_others,
+        "another user's session saved while a per-user delete ran",
+    )
+    .await;
+    for (user, records) in others.iter().zip(&batches) {
+        let context = "the listing of a user whose sessions were saved during a per-user delete";
+        assert_user_lists(store.as_ref(), capabilities, user, records, context).await;
+    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &doomed,
+        &[],
+        "the listing of the deleted user",
+    )
+    .await;
+}
+
+/// Sessions of one user are saved by 8 tasks while `delete_sessions_for_user` of that user
+/// runs again and again: afterwards every session of the user that `fetch_session` still
+/// returns is also in the user's listing (record and index agree), and one more
+/// `delete_sessions_for_user` leaves none of them.
+///
+/// Catches a per-user delete that reads the index, deletes those records, then drops the whole
+/// index (a session saved in between stays fetchable but is no longer listed, and no per-user
+/// delete ever finds it again: an orphan that outlives "sign out everywhere").
+pub async fn concurrent_save_and_delete_for_user_never_leaves_orphans(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    if declared_absent(
+        store.as_ref(),
+        capabilities,
+        narvik_core::OptionalOperation::DeleteSessionsForUser,
+    )
+    .await
+    {
+        return;
+    }
+    const SAVERS: usize = 8;
+    const PER_SAVER: usize = 60;
+    const DELETERS: usize = 2;
+    let user_id = random_user_id("orphans");
+    let batches: Vec<Vec<SessionRecord>> = (0..SAVERS)
+        .map(|task| {
+            (0..PER_SAVER)
+                .map(|n| live_record(&user_id, json!({ "task": task, "n": n })))
+                .collect()
+        })
+        .collect();
+    let shared = Arc::clone(&store);
+    let saving = batches.clone();
+    let deleted_user = user_id.clone();
+    race(SAVERS + DELETERS, move |task| {
+        let store = Arc::clone(&shared);
+        let records = saving.get(task).cloned();
+        let user_id = deleted_user.clone();
+        async move {
+            match records {
+                Some(records) => {
+                    for (n, record) in records.iter().enumerate() {
+                        must(store.save_session(record).await, "save_session");
+                        if n % 8 == 0 {
+                            tokio::task::yield_now().await;
+                        }
+                    }
+                }
+                None => {
+                    for _ in 0..15 {
+                        must(
+                            store.delete_sessions_for_user(&user_id).await,
+                            "delete_sessions_for_user",
+                        );
+                        tokio::task::yield_now().await;
+                    }
+                }
+            }
+        }
+    })
+    .await;
+
+    let saved: Vec<SessionRecord> = batches.into_iter().flatten().collect();
+    if capabilities.fetch_sessions_for_user {
+        let mut survivors = Vec::new();
+        for record in &saved {
+            if let Some(found) = must(store.fetch_session(&record.id).await, "fetch_session") {
+                assert_same_record(Some(&found), record, "a session that survived the deletes");
+                survivors.push(found);
+            }
+        }
+        assert_same_set(
+            list_at(store.as_ref(), &user_id, now_ms()).await,
+            &survivors,
+            "the user's listing against the sessions fetch_session still returns (a session \
+             that is fetched but not listed is an orphan no per-user delete will find)",
+        );
+    }
+    must(
+        store.delete_sessions_for_user(&user_id).await,
+        "a final delete_sessions_for_user",
+    );
+    assert_all_absent(
+        &store,
+        &ids_of(&saved),
+        "a session of the user after a final delete_sessions_for_user (an orphan of the \
+         concurrent ones?)",
+    )
+    .await;
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &user_id,
+        &[],
+        "the user's listing after a final delete_sessions_for_user",
+    )
+    .await;
 }

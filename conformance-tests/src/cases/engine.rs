@@ -15,8 +15,11 @@ use serde_json::{json, Value};
 use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
-use crate::harness::{assert_absent, assert_stored, must, random_user_id, CallCounts, SpyStore};
-use crate::{assert_unsupported, Capabilities};
+use crate::harness::{
+    assert_absent, assert_same_set, assert_stored, live_record, must, random_user_id, CallCounts,
+    SpyStore,
+};
+use crate::{assert_unsupported, Capabilities, ExpiredCount};
 
 /// The default sliding lifetime the engine cases rely on.
 const LIFETIME: Duration = Duration::days(30);
@@ -36,6 +39,35 @@ fn engine_with<D>(
 fn engine<D>(store: Arc<dyn SessionStore>) -> (Narvik<D>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_now());
     (engine_with(store, &clock, |builder| builder), clock)
+}
+
+/// The builder's answer for an engine over `store` with a per-user cap of `cap`.
+fn build_with_user_cap(
+    store: Arc<dyn SessionStore>,
+    clock: &Arc<ManualClock>,
+    cap: usize,
+) -> Result<Narvik<Value>> {
+    Narvik::builder(store)
+        .clock(Arc::clone(clock) as _)
+        .max_sessions_per_user(NonZeroUsize::new(cap).expect("a non-zero cap"))
+        .build()
+}
+
+/// Asserts that the builder refused a per-user cap with [`Error::InvalidConfiguration`], as
+/// it must on a store that does not declare `fetch_sessions_for_user`.
+#[track_caller]
+fn assert_cap_refused(built: Result<Narvik<Value>>) {
+    match built {
+        Err(Error::InvalidConfiguration(_)) => {}
+        Err(other) => panic!(
+            "a per-user cap on a store without `fetch_sessions_for_user` must make build() fail \
+             with Error::InvalidConfiguration, got {other:?}"
+        ),
+        Ok(_) => panic!(
+            "a per-user cap on a store declaring no `fetch_sessions_for_user` was accepted by \
+             build() (the store's declaration and the one the case was given differ?)"
+        ),
+    }
 }
 
 async fn create<D: Serialize + serde::de::DeserializeOwned>(
@@ -225,16 +257,42 @@ pub async fn validate_after_expiry_is_none_and_deletes(
     .await;
 }
 
-/// A well-formed token without a session is `None`, and creates nothing.
+/// A well-formed token without a session is `None` and creates nothing, even next to
+/// records whose ids are near twins of its id (upper-cased, one character short, one longer,
+/// a trailing space), which stay as they were.
+///
+/// Catches a store whose fetch matches ids loosely (a case-insensitive key, a prefix or
+/// `LIKE` match, a trimmed comparison) and so hands the engine a stranger's session.
 pub async fn validate_unknown_token_is_none(
     store: Arc<dyn SessionStore>,
     _capabilities: Capabilities,
 ) {
     let (narvik, _clock) = engine::<Value>(Arc::clone(&store));
     let token = must(SessionToken::generate(), "SessionToken::generate");
+    let id = token.session_id();
+    let twins: Vec<SessionRecord> = [
+        id.to_uppercase(),
+        id[..id.len() - 1].to_owned(),
+        format!("{id}0"),
+        format!("{id} "),
+    ]
+    .into_iter()
+    .map(|twin_id| {
+        let mut record = live_record(&random_user_id("near-twin"), json!({ "twin": twin_id }));
+        record.id = twin_id;
+        record
+    })
+    .collect();
+    for twin in &twins {
+        must(
+            store.save_session(twin).await,
+            "save_session of a near-twin id",
+        );
+    }
+    let validated = validate(&narvik, &token).await;
     assert!(
-        validate(&narvik, &token).await.is_none(),
-        "an unknown token validated"
+        validated.is_none(),
+        "an unknown token validated to a session of a near-twin id: {validated:?}"
     );
     assert_absent(
         store.as_ref(),
@@ -242,51 +300,14 @@ pub async fn validate_unknown_token_is_none(
         "after validating an unknown token",
     )
     .await;
-}
-
-/// Malformed tokens (empty, 31 or 33 characters, upper case, padding, digits outside the
-/// alphabet, non-ASCII of the right byte length, 4 KiB) are `None` without any store call,
-/// for validation and rotation alike.
-pub async fn validate_malformed_token_is_none_without_store_call(
-    store: Arc<dyn SessionStore>,
-    _capabilities: Capabilities,
-) {
-    let spy = SpyStore::new(store);
-    let (narvik, _clock) = engine::<Value>(Arc::clone(&spy) as _);
-    let valid = "abcdefghijklmnopqrstuvwxyz234567";
-    let malformed = [
-        String::new(),
-        valid[..31].to_owned(),
-        format!("{valid}a"),
-        valid.to_uppercase(),
-        format!("{}=", &valid[..31]),
-        format!("{}01", &valid[..30]),
-        format!("{}89", &valid[..30]),
-        format!("{}é", &valid[..30]),
-        format!("{}😀", &valid[..28]),
-        format!(" {}", &valid[..31]),
-        format!("{}\n", &valid[..31]),
-        format!("{}\0", &valid[..31]),
-        "a".repeat(4_096),
-        "ä".repeat(16),
-    ];
-    for candidate in &malformed {
-        let validated = narvik.validate_session(candidate).await;
-        assert!(
-            matches!(validated, Ok(None)),
-            "a malformed token {candidate:?} must be Ok(None), got {validated:?}"
-        );
-        let rotated = narvik.rotate_session(candidate).await;
-        assert!(
-            matches!(rotated, Ok(None)),
-            "rotating a malformed token {candidate:?} must be Ok(None), got {rotated:?}"
-        );
+    for twin in &twins {
+        assert_stored(
+            store.as_ref(),
+            twin,
+            "a near-twin id after validating an unknown token",
+        )
+        .await;
     }
-    assert_eq!(
-        spy.calls(),
-        CallCounts::default(),
-        "malformed tokens reached the store"
-    );
 }
 
 /// After logout the token is dead and the record gone; a second logout succeeds.
@@ -343,6 +364,13 @@ pub async fn rotate_gives_new_token_and_kills_old(
         "the old session after rotation",
     )
     .await;
+    let new_record = new.session.to_record().expect("JSON data");
+    assert_stored(
+        store.as_ref(),
+        &new_record,
+        "the new session after rotation (same user, data and created_at as the old one)",
+    )
+    .await;
     let Some(current) = validate(&narvik, &new.token).await else {
         panic!("the new token does not validate");
     };
@@ -357,21 +385,36 @@ pub async fn rotate_gives_new_token_and_kills_old(
 }
 
 /// "Sign out other devices": every other session of the user goes, the current one and other
-/// users' sessions stay. Needs `fetch_sessions_for_user`; without it, the typed error.
+/// users' sessions stay. On a store that does not declare `fetch_sessions_for_user`, the
+/// engine answers the typed unsupported error without calling the store at all.
 pub async fn invalidate_other_sessions_keeps_only_current(
     store: Arc<dyn SessionStore>,
     capabilities: Capabilities,
 ) {
-    let (narvik, _clock) = engine::<Value>(store);
+    let spy = SpyStore::new(Arc::clone(&store));
+    let (narvik, _clock) = engine::<Value>(Arc::clone(&spy) as _);
     let user_id = random_user_id("devices");
     let current = create(&narvik, &user_id, json!("laptop")).await;
     if !capabilities.fetch_sessions_for_user {
+        let before = spy.calls();
         assert_unsupported(
             narvik
                 .invalidate_other_sessions(&user_id, &current.session.id)
                 .await,
             OptionalOperation::FetchSessionsForUser,
         );
+        assert_eq!(
+            spy.calls(),
+            before,
+            "without a declared `fetch_sessions_for_user`, invalidate_other_sessions must answer \
+             Unsupported before any store call"
+        );
+        assert_stored(
+            store.as_ref(),
+            &current.session.to_record().expect("JSON data"),
+            "the current session after an unsupported invalidate_other_sessions",
+        )
+        .await;
         return;
     }
     let phone = create(&narvik, &user_id, json!("phone")).await;
@@ -393,6 +436,12 @@ pub async fn invalidate_other_sessions_keeps_only_current(
             validate(&narvik, &other.token).await.is_none(),
             "another device survived"
         );
+        assert_absent(
+            store.as_ref(),
+            &other.session.id,
+            "another device's session",
+        )
+        .await;
     }
     assert!(
         validate(&narvik, &stranger.token).await.is_some(),
@@ -414,9 +463,14 @@ pub async fn absolute_cap_stops_extension_and_expires(
     });
     let created = create(&narvik, &random_user_id("capped"), json!(null)).await;
     let deadline = created.session.created_at + cap;
+    let stored = must(
+        store.fetch_session(&created.session.id).await,
+        "fetch_session",
+    );
     assert_eq!(
-        created.session.expires_at,
-        created.session.created_at + lifetime
+        stored.map(|record| record.expires_at),
+        Some(created.session.created_at + lifetime),
+        "a capped session is stored with the sliding lifetime first"
     );
 
     clock.advance(Duration::days(6));
@@ -458,20 +512,16 @@ pub async fn absolute_cap_stops_extension_and_expires(
 }
 
 /// With a per-user cap of 3, a fourth session evicts the user's oldest, a fifth the next;
-/// other users are untouched. Needs `fetch_sessions_for_user`; without it, the typed error.
+/// other users are untouched. On a store that does not declare `fetch_sessions_for_user`,
+/// the builder refuses the cap with `InvalidConfiguration`.
 pub async fn per_user_cap_evicts_oldest(store: Arc<dyn SessionStore>, capabilities: Capabilities) {
     let clock = Arc::new(ManualClock::starting_now());
-    let narvik: Narvik<Value> = engine_with(store, &clock, |builder| {
-        builder.max_sessions_per_user(NonZeroUsize::new(3).expect("non-zero"))
-    });
-    let user_id = random_user_id("capped-user");
+    let built = build_with_user_cap(Arc::clone(&store), &clock, 3);
     if !capabilities.fetch_sessions_for_user {
-        assert_unsupported(
-            narvik.create_session(&user_id, Value::Null).await,
-            OptionalOperation::FetchSessionsForUser,
-        );
-        return;
+        return assert_cap_refused(built);
     }
+    let narvik = built.expect("a per-user cap on a store that declares listing builds");
+    let user_id = random_user_id("capped-user");
     let neighbour = create(&narvik, &random_user_id("neighbour"), json!(null)).await;
     let mut sessions = Vec::new();
     for n in 0..5 {
@@ -479,6 +529,16 @@ pub async fn per_user_cap_evicts_oldest(store: Arc<dyn SessionStore>, capabiliti
         clock.advance(Duration::minutes(1));
     }
     for (n, created) in sessions.iter().enumerate() {
+        let stored = must(
+            store.fetch_session(&created.session.id).await,
+            "fetch_session",
+        );
+        assert_eq!(
+            stored.is_some(),
+            n >= 2,
+            "with a cap of 3 after 5 sessions, session {n} should be {}",
+            if n >= 2 { "stored" } else { "evicted" }
+        );
         let alive = validate(&narvik, &created.token).await.is_some();
         assert_eq!(
             alive,
@@ -494,22 +554,17 @@ pub async fn per_user_cap_evicts_oldest(store: Arc<dyn SessionStore>, capabiliti
 }
 
 /// Rotation at the per-user cap replaces the rotated session; it never evicts another device.
+/// On a store that does not declare `fetch_sessions_for_user`, the builder refuses the cap.
 pub async fn rotate_at_user_cap_keeps_other_devices(
     store: Arc<dyn SessionStore>,
     capabilities: Capabilities,
 ) {
     let clock = Arc::new(ManualClock::starting_now());
-    let narvik: Narvik<Value> = engine_with(store, &clock, |builder| {
-        builder.max_sessions_per_user(NonZeroUsize::new(2).expect("non-zero"))
-    });
+    let built = build_with_user_cap(Arc::clone(&store), &clock, 2);
     if !capabilities.fetch_sessions_for_user {
-        return assert_unsupported(
-            narvik
-                .create_session(&random_user_id("capped-user"), Value::Null)
-                .await,
-            OptionalOperation::FetchSessionsForUser,
-        );
+        return assert_cap_refused(built);
     }
+    let narvik = built.expect("a per-user cap on a store that declares listing builds");
     let user_id = random_user_id("capped-user");
     let laptop = create(&narvik, &user_id, json!("laptop")).await;
     clock.advance(Duration::minutes(1));
@@ -526,6 +581,12 @@ pub async fn rotate_at_user_cap_keeps_other_devices(
     );
     assert!(validate(&narvik, &rotated.token).await.is_some());
     assert!(validate(&narvik, &phone.token).await.is_none());
+    assert_absent(
+        store.as_ref(),
+        &phone.session.id,
+        "the rotated-away session",
+    )
+    .await;
 }
 
 /// An absolute cap configured after sessions were created still ends them at
@@ -567,6 +628,9 @@ struct CollidingStore {
 
 #[async_trait]
 impl SessionStore for CollidingStore {
+    fn capabilities(&self) -> narvik_core::Capabilities {
+        self.inner.capabilities()
+    }
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let first = {
             let mut saves = self.saves.lock().unwrap_or_else(|p| p.into_inner());
@@ -604,17 +668,28 @@ impl SessionStore for CollidingStore {
             .update_session_expiry(session_id, expires_at)
             .await
     }
+    async fn update_record_expiry(
+        &self,
+        record: &SessionRecord,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        self.inner.update_record_expiry(record, expires_at).await
+    }
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         self.inner.delete_session(session_id).await
     }
-    async fn fetch_sessions_for_user(&self, user_id: &str) -> Result<Vec<SessionRecord>> {
-        self.inner.fetch_sessions_for_user(user_id).await
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        self.inner.fetch_sessions_for_user(user_id, now).await
     }
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         self.inner.delete_sessions_for_user(user_id).await
     }
-    async fn delete_all_expired_sessions(&self) -> Result<u64> {
-        self.inner.delete_all_expired_sessions().await
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        self.inner.delete_all_expired_sessions(now).await
     }
 }
 
@@ -671,7 +746,7 @@ pub async fn typed_data_round_trips_through_engine(
     store: Arc<dyn SessionStore>,
     _capabilities: Capabilities,
 ) {
-    let (narvik, clock) = engine::<Profile>(store);
+    let (narvik, clock) = engine::<Profile>(Arc::clone(&store));
     let profile = Profile {
         name: "Åsa \"the admin\" O'Brien 😀".to_owned(),
         roles: vec!["admin".to_owned(), "dev".to_owned()],
@@ -690,7 +765,16 @@ pub async fn typed_data_round_trips_through_engine(
         }),
     };
     let created = create(&narvik, &random_user_id("typed"), profile.clone()).await;
-    assert_eq!(created.session.data, profile);
+    let stored = must(
+        store.fetch_session(&created.session.id).await,
+        "fetch_session",
+    )
+    .expect("the created session is stored");
+    let decoded: Profile = stored
+        .data
+        .decode()
+        .expect("the stored data decodes as the type it was written from");
+    assert_eq!(decoded, profile, "typed data changed in the store");
     clock.advance(LIFETIME / 2 + Duration::days(1));
     let session = validate(&narvik, &created.token).await.expect("valid");
     assert!(session.extended);
@@ -737,42 +821,211 @@ struct Page {
     scroll: f64,
 }
 
-/// No `Debug` output of a type that holds a token (token, created session, cookie, session,
-/// engine) shows the token.
-pub async fn tokens_never_in_debug_output(
+/// One `ManualClock`, three answers that agree. An engine with a one-hour lifetime and a
+/// manual clock creates two batches of sessions. Before the clock moves, validation accepts
+/// them, the engine's listing and the store's listing at the engine's `now` show them, and a
+/// purge deletes none. After the clock moves two hours (the wall clock has not), validation
+/// rejects the first batch, both listings are empty, and the engine's purge deletes the
+/// second batch (counted exactly, or by the at-most rule), which is gone from the store after.
+///
+/// Catches a store that decides listing or purge by a clock of its own (the wall clock, the
+/// server's `now()`, its native TTL) instead of the `now` the engine hands down: validation
+/// would say "expired" while the listing still shows the sessions and the purge deletes 0.
+pub async fn manual_clock_agrees_across_validation_listing_and_purge(
     store: Arc<dyn SessionStore>,
-    _capabilities: Capabilities,
+    capabilities: Capabilities,
 ) {
-    let (narvik, clock) = engine::<Value>(store);
-    let created = create(&narvik, &random_user_id("secret"), json!({ "k": 1 })).await;
-    clock.advance(LIFETIME / 2);
-    let validated = validate(&narvik, &created.token).await;
-    let rotated = must(
-        narvik.rotate_session(created.token.as_str()).await,
-        "rotate_session",
-    )
-    .expect("a live session rotates");
-    for token in [&created.token, &rotated.token] {
-        let secret = token.as_str();
-        let cookie = narvik.create_cookie(token);
-        let outputs = [
-            format!("{token:?}"),
-            format!("{token:#?}"),
-            format!("{created:?}"),
-            format!("{created:#?}"),
-            format!("{rotated:?}"),
-            format!("{cookie:?}"),
-            format!("{cookie:#?}"),
-            format!("{:?}", created.session),
-            format!("{validated:?}"),
-            format!("{narvik:?}"),
-            format!("{narvik:#?}"),
-        ];
-        for output in outputs {
-            assert!(
-                !output.contains(secret),
-                "a token leaked into Debug output: {output}"
-            );
+    let clock = Arc::new(ManualClock::starting_now());
+    let lifetime = Duration::hours(1);
+    let narvik: Narvik<Value> = engine_with(Arc::clone(&store), &clock, |builder| {
+        builder.session_lifetime(lifetime)
+    });
+    let validated_user = random_user_id("clock-validated");
+    let purged_user = random_user_id("clock-purged");
+    let mut validated = Vec::new();
+    for n in 0..3 {
+        validated.push(create(&narvik, &validated_user, json!({ "validated": n })).await);
+    }
+    let mut purged = Vec::new();
+    for n in 0..4 {
+        purged.push(create(&narvik, &purged_user, json!({ "purged": n })).await);
+    }
+    let records = |batch: &[CreatedSession<Value>]| -> Vec<SessionRecord> {
+        batch
+            .iter()
+            .map(|created| created.session.to_record().expect("JSON data"))
+            .collect()
+    };
+
+    // Before the clock moves: all three agree the sessions are live.
+    for created in validated.iter().chain(&purged) {
+        assert!(
+            validate(&narvik, &created.token).await.is_some(),
+            "a fresh session did not validate"
+        );
+    }
+    for (user, batch) in [(&validated_user, &validated), (&purged_user, &purged)] {
+        assert_listing_at_engine_now(&store, &narvik, capabilities, user, &records(batch)).await;
+    }
+    if capabilities.delete_all_expired_sessions {
+        let counted = must(
+            narvik.delete_all_expired_sessions().await,
+            "the engine's delete_all_expired_sessions",
+        );
+        assert_eq!(
+            counted, 0,
+            "a purge at the engine's now, before any session expired"
+        );
+        for record in records(&validated).iter().chain(&records(&purged)) {
+            assert_stored(store.as_ref(), record, "a live session after a purge").await;
+        }
+    } else {
+        assert_unsupported(
+            narvik.delete_all_expired_sessions().await,
+            OptionalOperation::DeleteAllExpiredSessions,
+        );
+    }
+
+    clock.advance(lifetime * 2);
+    for (user, _) in [(&validated_user, &validated), (&purged_user, &purged)] {
+        assert_listing_at_engine_now(&store, &narvik, capabilities, user, &[]).await;
+    }
+    for created in &validated {
+        assert!(
+            validate(&narvik, &created.token).await.is_none(),
+            "a session past its lifetime by the engine's clock validated"
+        );
+        assert_absent(
+            store.as_ref(),
+            &created.session.id,
+            "a session the engine found expired",
+        )
+        .await;
+    }
+    if capabilities.delete_all_expired_sessions {
+        let counted = must(
+            narvik.delete_all_expired_sessions().await,
+            "the engine's delete_all_expired_sessions",
+        );
+        let expired = u64::try_from(purged.len()).unwrap_or(u64::MAX);
+        match capabilities.expired_count {
+            ExpiredCount::Exact => assert_eq!(
+                counted, expired,
+                "the engine's purge, with its clock two hours ahead, must delete the {expired} \
+                 sessions expired by that clock (the store must cut off on the `now` it is given)"
+            ),
+            ExpiredCount::AtMost => assert!(
+                counted <= expired,
+                "the engine's purge counted {counted} of {expired} expired sessions"
+            ),
+        }
+        for created in &purged {
+            assert_absent(
+                store.as_ref(),
+                &created.session.id,
+                "a session expired by the engine's clock, after the engine's purge (live by \
+                 the wall clock, so only a purge on the given `now` removes it)",
+            )
+            .await;
         }
     }
+}
+
+/// Asserts what the engine's listing and the store's own listing at the engine's `now` show
+/// for `user`: exactly `expected`, or the typed unsupported error from both.
+async fn assert_listing_at_engine_now(
+    store: &Arc<dyn SessionStore>,
+    narvik: &Narvik<Value>,
+    capabilities: Capabilities,
+    user: &str,
+    expected: &[SessionRecord],
+) {
+    if !capabilities.fetch_sessions_for_user {
+        assert_unsupported(
+            narvik.fetch_sessions_for_user(user).await,
+            OptionalOperation::FetchSessionsForUser,
+        );
+        assert_unsupported(
+            store.fetch_sessions_for_user(user, narvik.now()).await,
+            OptionalOperation::FetchSessionsForUser,
+        );
+        return;
+    }
+    let through_engine = must(
+        narvik.fetch_sessions_for_user(user).await,
+        "the engine's fetch_sessions_for_user",
+    );
+    let through_engine: Vec<SessionRecord> = through_engine
+        .iter()
+        .map(|session| session.to_record().expect("JSON data"))
+        .collect();
+    assert_same_set(
+        through_engine,
+        expected,
+        "the engine's listing at its manual clock's now",
+    );
+    // The engine filters its listing again, so the store's own answer is asked for directly.
+    assert_same_set(
+        must(
+            store.fetch_sessions_for_user(user, narvik.now()).await,
+            "fetch_sessions_for_user at the engine's now",
+        ),
+        expected,
+        "the store's listing at the engine's manual clock's now (a store must filter on the \
+         `now` it is given)",
+    );
+}
+
+/// A per-user cap needs per-user listing. If the store declares `fetch_sessions_for_user`, the
+/// builder accepts a cap of 1 and the cap works (a second sign-in evicts the first session
+/// from the store); if not, `build()` refuses it with `InvalidConfiguration` and the store
+/// itself answers the listing with the typed unsupported error.
+///
+/// Catches a store whose declaration and behaviour disagree: one declaring listing whose
+/// listing finds nothing (the cap then never evicts), or one declaring none that answers the
+/// call anyway.
+pub async fn per_user_cap_needs_declared_listing(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    let clock = Arc::new(ManualClock::starting_now());
+    let built = build_with_user_cap(Arc::clone(&store), &clock, 1);
+    if !capabilities.fetch_sessions_for_user {
+        assert_cap_refused(built);
+        assert_unsupported(
+            store
+                .fetch_sessions_for_user(&random_user_id("uncapped"), narvik_now(&clock))
+                .await,
+            OptionalOperation::FetchSessionsForUser,
+        );
+        return;
+    }
+    let narvik = match built {
+        Ok(narvik) => narvik,
+        Err(error) => panic!(
+            "the store declares `fetch_sessions_for_user`, so a per-user cap must build, got \
+             {error:?}"
+        ),
+    };
+    let user_id = random_user_id("single-device");
+    let first = create(&narvik, &user_id, json!("first")).await;
+    clock.advance(Duration::minutes(1));
+    let second = create(&narvik, &user_id, json!("second")).await;
+    assert_absent(
+        store.as_ref(),
+        &first.session.id,
+        "the first session after a second sign-in under a cap of 1",
+    )
+    .await;
+    assert_stored(
+        store.as_ref(),
+        &second.session.to_record().expect("JSON data"),
+        "the second session under a cap of 1",
+    )
+    .await;
+}
+
+/// The manual clock's time, to the millisecond.
+fn narvik_now(clock: &ManualClock) -> OffsetDateTime {
+    narvik_core::time_util::truncate_to_millis(clock_now(clock))
 }

@@ -13,8 +13,9 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_stored, assert_user_lists, declared_absent, expired_record, live_record,
-    must, now_ms, random_user_id, record_expiring_in, save_all, wait_until_expired,
+    assert_absent, assert_same_set, assert_stored, assert_user_lists, declared_absent,
+    expired_record, live_record, must, now_ms, random_user_id, record_expiring_in, save_all,
+    wait_until_expired, SHORT_EXPIRY,
 };
 use crate::{Capabilities, ExpiredCount};
 
@@ -22,7 +23,7 @@ const DELETE_EXPIRED: OptionalOperation = OptionalOperation::DeleteAllExpiredSes
 
 async fn delete_expired(store: &dyn SessionStore) -> u64 {
     must(
-        store.delete_all_expired_sessions().await,
+        store.delete_all_expired_sessions(now_ms()).await,
         "delete_all_expired_sessions",
     )
 }
@@ -327,4 +328,402 @@ pub async fn save_already_expired_record(store: Arc<dyn SessionStore>, capabilit
         assert_count(capabilities, counted, present, "records saved expired");
         assert_absent(store.as_ref(), &seen_by_store.id, "after expired deletion").await;
     }
+}
+
+/// Asserts that `record`, expired and then handed to an extension, is not live: hidden, or
+/// (on a store returning expired records) gone or still exactly as saved, with its old expiry;
+/// not listed; and not accepted by the engine.
+async fn assert_not_revived(
+    store: &Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+    record: &SessionRecord,
+    token: &SessionToken,
+    context: &str,
+) {
+    let fetched = must(store.fetch_session(&record.id).await, "fetch_session");
+    match fetched {
+        None => {}
+        Some(fetched) if capabilities.returns_expired() => crate::harness::assert_same_record(
+            Some(&fetched),
+            record,
+            &format!(
+                "{context}: an expired record must keep its old expiry (expired is as good as \
+                 missing: an extension never revives it)"
+            ),
+        ),
+        Some(fetched) => panic!(
+            "{context}: the store declares `ExpiredFetch::Hidden`, yet after an extension of an \
+             expired record it returned {fetched:?} (the extension revived it)"
+        ),
+    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &record.user_id,
+        &[],
+        &format!("{context}: the listing of the expired record's user"),
+    )
+    .await;
+    assert_engine_rejects(store, token, context).await;
+}
+
+/// An expired record that the engine has not deleted (and no purge has removed) gets an
+/// extension to tomorrow: it stays dead. Fetch hides it, or returns it with its old expiry,
+/// or it is gone; no listing shows it; the engine does not validate it.
+///
+/// Catches the memory and SQL stores of before v2, whose `UPDATE ... WHERE id = $1` brought an
+/// expired session back to life for a day (an extension racing expiry, or a stale token).
+pub async fn update_expiry_on_expired_record_does_nothing(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    let token = must(SessionToken::generate(), "SessionToken::generate");
+    let mut record = expired_record(
+        capabilities,
+        &random_user_id("revived"),
+        0,
+        json!({ "x": 1 }),
+    );
+    record.id = token.session_id();
+    must(store.save_session(&record).await, "save_session");
+    wait_until_expired(std::slice::from_ref(&record)).await;
+    must(
+        store
+            .update_session_expiry(&record.id, now_ms() + Duration::days(1))
+            .await,
+        "update_session_expiry of an expired record",
+    );
+    assert_not_revived(
+        &store,
+        capabilities,
+        &record,
+        &token,
+        "an expired record after update_session_expiry",
+    )
+    .await;
+}
+
+/// `update_record_expiry` (the call the engine extends through, handing over the record it
+/// fetched) keeps the rules of `update_session_expiry`: on a live record it changes the expiry
+/// and nothing else; on a deleted or never-saved record it creates nothing; on an expired
+/// record it does nothing.
+///
+/// Catches a store that, holding the whole record, writes it back (an upsert that re-creates
+/// a logged-out session or revives an expired one), or that moves its per-user index but not
+/// the record.
+pub async fn update_record_expiry_follows_the_same_rules(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    // Saved first: on a store that needs it to expire by its own clock, the wait overlaps the
+    // rest of the case.
+    let token = must(SessionToken::generate(), "SessionToken::generate");
+    let mut expired = expired_record(capabilities, &random_user_id("stale"), 0, json!("stale"));
+    expired.id = token.session_id();
+    must(store.save_session(&expired).await, "save_session");
+
+    let live = live_record(&random_user_id("live"), json!({ "keep": ["all", 1, 2.5] }));
+    must(store.save_session(&live).await, "save_session");
+    let fetched = must(store.fetch_session(&live.id).await, "fetch_session")
+        .expect("a record just saved is there");
+    let mut expected = live.clone();
+    expected.expires_at = live.expires_at + Duration::days(4) + Duration::milliseconds(3);
+    must(
+        store
+            .update_record_expiry(&fetched, expected.expires_at)
+            .await,
+        "update_record_expiry of a live record",
+    );
+    assert_stored(
+        store.as_ref(),
+        &expected,
+        "a live record after update_record_expiry",
+    )
+    .await;
+    let context = "the listing after update_record_expiry of a live record";
+    let listed = std::slice::from_ref(&expected);
+    assert_user_lists(store.as_ref(), capabilities, &live.user_id, listed, context).await;
+
+    let deleted = live_record(&random_user_id("logged-out"), json!({ "gone": true }));
+    must(store.save_session(&deleted).await, "save_session");
+    must(store.delete_session(&deleted.id).await, "delete_session");
+    must(
+        store
+            .update_record_expiry(&deleted, deleted.expires_at + Duration::days(1))
+            .await,
+        "update_record_expiry of a deleted record",
+    );
+    assert_absent(
+        store.as_ref(),
+        &deleted.id,
+        "a deleted record after update_record_expiry",
+    )
+    .await;
+    let context = "the listing of a deleted record's user after update_record_expiry";
+    assert_user_lists(store.as_ref(), capabilities, &deleted.user_id, &[], context).await;
+
+    let never_saved = live_record(&random_user_id("never"), json!(null));
+    must(
+        store
+            .update_record_expiry(&never_saved, never_saved.expires_at + Duration::days(1))
+            .await,
+        "update_record_expiry of a record never saved",
+    );
+    assert_absent(
+        store.as_ref(),
+        &never_saved.id,
+        "a never-saved record after update_record_expiry",
+    )
+    .await;
+    let context = "the listing of a never-saved record's user after update_record_expiry";
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &never_saved.user_id,
+        &[],
+        context,
+    )
+    .await;
+
+    wait_until_expired(std::slice::from_ref(&expired)).await;
+    must(
+        store
+            .update_record_expiry(&expired, now_ms() + Duration::days(1))
+            .await,
+        "update_record_expiry of an expired record",
+    );
+    assert_not_revived(
+        &store,
+        capabilities,
+        &expired,
+        &token,
+        "an expired record after update_record_expiry",
+    )
+    .await;
+}
+
+/// A record saved [`SHORT_EXPIRY`] before its expiry is extended to tomorrow (one through
+/// `update_record_expiry`, one through `update_session_expiry`); after the old expiry has
+/// passed by the wall clock, both are still fetched, with the new expiry, and listed.
+///
+/// Catches a store with a native TTL (Redis `PX`, a TTL index, a filter on the server's
+/// clock) that writes the new expiry into the record but leaves the server's own expiry where
+/// it was: the session vanishes at the old time although it was extended.
+pub async fn extension_moves_the_stores_own_expiry(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    let user_id = random_user_id("extended");
+    let soon = |data| record_expiring_in(&user_id, SHORT_EXPIRY, data);
+    let (by_record, by_id) = (soon(json!("by record")), soon(json!("by id")));
+    save_all(store.as_ref(), &[by_record.clone(), by_id.clone()]).await;
+    let old = [by_record.clone(), by_id.clone()];
+
+    let tomorrow = now_ms() + Duration::days(1);
+    let mut extended_by_record = by_record.clone();
+    extended_by_record.expires_at = tomorrow;
+    let mut extended_by_id = by_id.clone();
+    extended_by_id.expires_at = tomorrow + Duration::milliseconds(1);
+    must(
+        store.update_record_expiry(&by_record, tomorrow).await,
+        "update_record_expiry",
+    );
+    must(
+        store
+            .update_session_expiry(&by_id.id, extended_by_id.expires_at)
+            .await,
+        "update_session_expiry",
+    );
+    assert!(
+        time::OffsetDateTime::now_utc() < by_record.expires_at,
+        "the store took more than {SHORT_EXPIRY} to save two records and extend them, so \
+         the extensions arrived after the records had expired"
+    );
+
+    wait_until_expired(&old).await;
+    let extended = [extended_by_record, extended_by_id];
+    for record in &extended {
+        assert_stored(
+            store.as_ref(),
+            record,
+            "an extended record after its old expiry passed",
+        )
+        .await;
+    }
+    let context = "the listing of extended records after their old expiry passed";
+    assert_user_lists(store.as_ref(), capabilities, &user_id, &extended, context).await;
+}
+
+/// Records expiring in an hour and in three days, and two exactly at and just after a cutoff
+/// two hours ahead: listed at the wall clock's now, all of them; listed at now + 2 h, only
+/// the three-day ones and the one a millisecond past the cutoff (`expires_at > now`); listed
+/// four days ahead, none.
+///
+/// Catches a listing that filters on the store's own clock instead of the `now` it is given
+/// (the engine's clock), and a listing that keeps a record expiring exactly at `now`.
+pub async fn fetch_for_user_filters_on_the_given_now(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    if declared_absent(
+        store.as_ref(),
+        capabilities,
+        OptionalOperation::FetchSessionsForUser,
+    )
+    .await
+    {
+        return;
+    }
+    let user_id = random_user_id("timed");
+    let now = now_ms();
+    let cutoff = now + Duration::hours(2);
+    let at = |expires_at, data| {
+        let mut record = live_record(&user_id, data);
+        record.expires_at = expires_at;
+        record
+    };
+    let within_the_hour: Vec<SessionRecord> = (0..3)
+        .map(|n| {
+            at(
+                now + Duration::hours(1) + Duration::milliseconds(n),
+                json!(n),
+            )
+        })
+        .collect();
+    let in_three_days: Vec<SessionRecord> = (0..2)
+        .map(|n| {
+            at(
+                now + Duration::days(3) + Duration::milliseconds(n),
+                json!(n),
+            )
+        })
+        .collect();
+    let at_cutoff = at(cutoff, json!("at the cutoff"));
+    let past_cutoff = at(cutoff + Duration::milliseconds(1), json!("past the cutoff"));
+    let all: Vec<SessionRecord> = within_the_hour
+        .iter()
+        .chain(&in_three_days)
+        .chain([&at_cutoff, &past_cutoff])
+        .cloned()
+        .collect();
+    save_all(store.as_ref(), &all).await;
+
+    let list = |at| {
+        let store = Arc::clone(&store);
+        let user_id = user_id.clone();
+        async move {
+            must(
+                store.fetch_sessions_for_user(&user_id, at).await,
+                "fetch_sessions_for_user",
+            )
+        }
+    };
+    assert_same_set(list(now).await, &all, "the listing at the wall clock's now");
+    let mut live_at_cutoff = in_three_days.clone();
+    live_at_cutoff.push(past_cutoff);
+    assert_same_set(
+        list(cutoff).await,
+        &live_at_cutoff,
+        "the listing at now + 2 h (a store must filter on the `now` it is given, and a record \
+         expiring exactly then is not live)",
+    );
+    assert_same_set(
+        list(now + Duration::days(4)).await,
+        &[],
+        "the listing at now + 4 days",
+    );
+}
+
+/// Records expiring in an hour (and one exactly at the cutoff) and in three days (and one a
+/// millisecond past it): a purge at the wall clock's now deletes nothing (0); a purge at
+/// now + 2 h deletes exactly the hour ones and the one at the cutoff (`expires_at <= now`),
+/// counted exactly or by the at-most rule, and a second one finds nothing.
+///
+/// Catches a purge that cuts off on the store's own clock instead of the `now` it is given
+/// (it then deletes nothing, or deletes by the server's TTL only), and an off-by-one cutoff.
+pub async fn delete_expired_cuts_off_at_the_given_now(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    if declared_absent(store.as_ref(), capabilities, DELETE_EXPIRED).await {
+        return;
+    }
+    let users = [random_user_id("cut-a"), random_user_id("cut-b")];
+    let now = now_ms();
+    let cutoff = now + Duration::hours(2);
+    let at = |n: usize, expires_at, data| {
+        let mut record = live_record(&users[n % 2], data);
+        record.expires_at = expires_at;
+        record
+    };
+    let mut doomed: Vec<SessionRecord> = (0..4)
+        .map(|n| {
+            let offset = Duration::milliseconds(i64::try_from(n).unwrap_or(0));
+            at(n, now + Duration::hours(1) + offset, json!({ "hour": n }))
+        })
+        .collect();
+    doomed.push(at(0, cutoff, json!("at the cutoff")));
+    let mut kept: Vec<SessionRecord> = (0..3)
+        .map(|n| at(n, now + Duration::days(3), json!({ "days": n })))
+        .collect();
+    kept.push(at(
+        1,
+        cutoff + Duration::milliseconds(1),
+        json!("past the cutoff"),
+    ));
+    save_all(store.as_ref(), &doomed).await;
+    save_all(store.as_ref(), &kept).await;
+
+    let at_now = must(
+        store.delete_all_expired_sessions(now_ms()).await,
+        "delete_all_expired_sessions",
+    );
+    assert_eq!(
+        at_now, 0,
+        "a purge at the wall clock's now, with nothing expired yet, counted {at_now}"
+    );
+    for record in doomed.iter().chain(&kept) {
+        assert_stored(store.as_ref(), record, "a live record after a purge at now").await;
+    }
+
+    let counted = must(
+        store.delete_all_expired_sessions(cutoff).await,
+        "delete_all_expired_sessions at now + 2 h",
+    );
+    assert_count(
+        capabilities,
+        counted,
+        doomed.len(),
+        "a purge at now + 2 h (a store must cut off on the `now` it is given)",
+    );
+    for record in &doomed {
+        assert_absent(
+            store.as_ref(),
+            &record.id,
+            "a record expired at the given now, after the purge at now + 2 h",
+        )
+        .await;
+    }
+    for record in &kept {
+        assert_stored(
+            store.as_ref(),
+            record,
+            "a record live at the given now, after the purge at now + 2 h",
+        )
+        .await;
+    }
+    for user in &users {
+        let theirs: Vec<SessionRecord> = kept
+            .iter()
+            .filter(|record| &record.user_id == user)
+            .cloned()
+            .collect();
+        let context = "a user's listing after the purge at now + 2 h";
+        assert_user_lists(store.as_ref(), capabilities, user, &theirs, context).await;
+    }
+    let again = must(
+        store.delete_all_expired_sessions(cutoff).await,
+        "a second delete_all_expired_sessions at now + 2 h",
+    );
+    assert_eq!(again, 0, "a second purge at the same now counted {again}");
 }

@@ -8,7 +8,7 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_same_set, assert_stored, declared_absent, live_record, must,
+    assert_absent, assert_same_set, assert_stored, declared_absent, live_record, must, now_ms,
     random_suffix, save_all,
 };
 use crate::Capabilities;
@@ -80,7 +80,9 @@ pub async fn user_ids_are_data_not_syntax(
     {
         for record in hostile.iter().chain(&twins) {
             let listed = must(
-                store.fetch_sessions_for_user(&record.user_id).await,
+                store
+                    .fetch_sessions_for_user(&record.user_id, now_ms())
+                    .await,
                 "fetch_sessions_for_user",
             );
             assert_same_set(

@@ -11,7 +11,7 @@ use time::Duration;
 
 use crate::harness::{
     assert_absent, assert_same_set, assert_stored, assert_user_lists, declared_absent,
-    expired_record, live_record, must, random_user_id, record_expiring_in, save_all,
+    expired_record, live_record, must, now_ms, random_user_id, record_expiring_in, save_all,
     save_concurrently, wait_until_expired,
 };
 use crate::Capabilities;
@@ -22,7 +22,7 @@ const DELETE: OptionalOperation = OptionalOperation::DeleteSessionsForUser;
 /// Lists `user_id`'s sessions, failing the case on an error.
 async fn list(store: &dyn SessionStore, user_id: &str) -> Vec<SessionRecord> {
     must(
-        store.fetch_sessions_for_user(user_id).await,
+        store.fetch_sessions_for_user(user_id, now_ms()).await,
         "fetch_sessions_for_user",
     )
 }

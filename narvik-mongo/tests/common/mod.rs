@@ -80,6 +80,19 @@ pub async fn fresh_store() -> MongoStore {
     store
 }
 
+/// A store on a new, empty collection without the TTL index, so that the server's TTL monitor
+/// never deletes anything there: tests of the store's own expiry filters use it, and their
+/// outcome cannot depend on whether the monitor happened to run.
+pub async fn fresh_store_without_ttl_index() -> MongoStore {
+    MongoStore::from_client(
+        &client().await,
+        &MongoStoreConfig::default()
+            .database(TEST_DATABASE)
+            .collection(fresh_collection_name()),
+    )
+    .expect("valid test names")
+}
+
 /// The raw collection under `store`, for tests that look past the store's API.
 pub fn raw(store: &MongoStore) -> Collection<Document> {
     store.collection().clone()

@@ -124,3 +124,373 @@ mod containers {
         .clone()
     }
 }
+
+/// Helpers shared by the single-node and cluster tests: a workload over every write path, and
+/// checks run on both deployments. Each takes a plain connection (`raw`) for looking at keys.
+pub mod shared {
+    use std::collections::{BTreeMap, BTreeSet};
+    use std::time::Duration;
+
+    use narvik_core::{SessionRecord, SessionStore};
+    use narvik_redis::redis::{self, aio::ConnectionLike};
+    use narvik_redis::RedisStore;
+    use time::OffsetDateTime;
+
+    /// Wall-clock now, to the millisecond (as stored).
+    pub fn now() -> OffsetDateTime {
+        narvik_core::time_util::truncate_to_millis(OffsetDateTime::now_utc())
+    }
+
+    /// A record created now and expiring `expires_in` from now.
+    pub fn record(id: &str, user_id: &str, expires_in: Duration) -> SessionRecord {
+        let now = now();
+        SessionRecord {
+            id: id.to_owned(),
+            user_id: user_id.to_owned(),
+            expires_at: now + expires_in,
+            created_at: now,
+            data: serde_json::json!({ "theme": "dark", "n": 1 }).into(),
+        }
+    }
+
+    /// Lowercase hex of a user id, as in the index key names.
+    pub fn hex(text: &str) -> String {
+        text.bytes().map(|b| format!("{b:02x}")).collect()
+    }
+
+    /// The index key of a user (the layout the README documents).
+    pub fn index_key(store: &RedisStore, user_id: &str) -> String {
+        format!("{}:u:{{{}}}", store.prefix(), hex(user_id))
+    }
+
+    /// The record key of a session.
+    pub fn record_key(store: &RedisStore, session_id: &str) -> String {
+        format!("{}:s:{session_id}", store.prefix())
+    }
+
+    /// The expiry-queue member of a session.
+    pub fn queue_member(user_id: &str, session_id: &str) -> String {
+        format!("{}:{session_id}", hex(user_id))
+    }
+
+    /// A key's `PEXPIRETIME`.
+    pub async fn expire_time(raw: &mut impl ConnectionLike, key: &str) -> i64 {
+        redis::cmd("PEXPIRETIME")
+            .arg(key)
+            .query_async(raw)
+            .await
+            .expect("PEXPIRETIME")
+    }
+
+    /// Unix ms.
+    pub fn ms(at: OffsetDateTime) -> i64 {
+        (at.unix_timestamp_nanos() / 1_000_000) as i64
+    }
+
+    /// Every expiry-queue entry of the store, member to score.
+    pub async fn queue(store: &RedisStore, raw: &mut impl ConnectionLike) -> BTreeMap<String, i64> {
+        let mut all = BTreeMap::new();
+        for bucket in 0..16 {
+            let key = format!("{}:x:{{{bucket:x}}}", store.prefix());
+            let entries: Vec<(String, f64)> = redis::cmd("ZRANGE")
+                .arg(&key)
+                .arg(0)
+                .arg(-1)
+                .arg("WITHSCORES")
+                .query_async(raw)
+                .await
+                .expect("ZRANGE queue");
+            all.extend(entries.into_iter().map(|(m, s)| (m, s as i64)));
+        }
+        all
+    }
+
+    /// The ids in a user's index.
+    pub async fn index_ids(
+        store: &RedisStore,
+        raw: &mut impl ConnectionLike,
+        user_id: &str,
+    ) -> BTreeSet<String> {
+        let ids: Vec<String> = redis::cmd("ZRANGE")
+            .arg(index_key(store, user_id))
+            .arg(0)
+            .arg(-1)
+            .query_async(raw)
+            .await
+            .expect("ZRANGE index");
+        ids.into_iter().collect()
+    }
+
+    /// Every write path of the store, on awkward user ids: saves (short and long), extensions
+    /// and shortenings through both update calls, a move into the past, updates of unknown
+    /// ids, deletes, a per-user delete, listings, and purges at the wall clock and far ahead
+    /// of it. Leaves some keys behind (the caller checks their TTLs).
+    pub async fn ttl_workload(store: &RedisStore) {
+        let users = ["alice", "{bob}", "carol*", "ünï", "d\0e"];
+        let mut saved = Vec::new();
+        for n in 0..60 {
+            let user = users[n % users.len()];
+            let lifetime = match n % 6 {
+                0 => Duration::from_millis(200),
+                1 => Duration::from_secs(3600),
+                _ => Duration::from_secs(3 * 24 * 3600),
+            };
+            let record = record(&format!("s{n}{{{}}}", n % 3), user, lifetime);
+            store.save_session(&record).await.expect("save");
+            saved.push(record);
+        }
+        let later = now() + Duration::from_secs(5 * 24 * 3600);
+        let sooner = now() + Duration::from_secs(1800);
+        for record in saved.iter().step_by(3) {
+            store
+                .update_record_expiry(record, later)
+                .await
+                .expect("extend");
+        }
+        for record in saved.iter().skip(1).step_by(4) {
+            store
+                .update_record_expiry(record, sooner)
+                .await
+                .expect("shorten");
+        }
+        for record in saved.iter().skip(2).step_by(5) {
+            store
+                .update_session_expiry(&record.id, later)
+                .await
+                .expect("extend by id");
+            store
+                .update_session_expiry(&record.id, sooner)
+                .await
+                .expect("shorten by id");
+        }
+        // Moved into the past: Redis drops the record at once.
+        store
+            .update_session_expiry(&saved[7].id, now() - Duration::from_secs(5))
+            .await
+            .expect("expire");
+        store
+            .update_session_expiry("nope", later)
+            .await
+            .expect("no-op");
+        let ghost = record("ghost", "alice", Duration::from_secs(60));
+        store
+            .update_record_expiry(&ghost, later)
+            .await
+            .expect("no-op");
+        for record in saved.iter().step_by(7) {
+            store.delete_session(&record.id).await.expect("delete");
+        }
+        store
+            .delete_sessions_for_user("carol*")
+            .await
+            .expect("delete user");
+        for user in users {
+            store
+                .fetch_sessions_for_user(user, now())
+                .await
+                .expect("list");
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        store
+            .delete_all_expired_sessions(now())
+            .await
+            .expect("purge now");
+        // Deletes the 1 h and 30 min ones ahead of Redis, and requeues the rest.
+        store
+            .delete_all_expired_sessions(now() + Duration::from_secs(2 * 3600))
+            .await
+            .expect("purge ahead");
+        for user in users {
+            store
+                .fetch_sessions_for_user(user, now() + Duration::from_secs(4 * 24 * 3600))
+                .await
+                .expect("list ahead");
+        }
+    }
+
+    /// `delete_all_expired_sessions(now)` deletes exactly what is expired at `now`, ahead of
+    /// Redis too, and counts the records it deleted (not those Redis removed first); indexes
+    /// and queue are left holding exactly the live sessions.
+    pub async fn purge_cuts_off_at_the_given_now(
+        store: &RedisStore,
+        raw: &mut impl ConnectionLike,
+    ) {
+        let hour = Duration::from_secs(3600);
+        let days = Duration::from_secs(3 * 24 * 3600);
+        let start = now();
+        for n in 0..5 {
+            store
+                .save_session(&record(&format!("h{n}"), &format!("u{}", n % 2), hour))
+                .await
+                .expect("save");
+        }
+        // Shortened from 3 days to 1 hour, by id and through the record: due in the queue.
+        store
+            .save_session(&record("shortened", "u0", days))
+            .await
+            .expect("save");
+        store
+            .update_session_expiry("shortened", start + hour)
+            .await
+            .expect("shorten");
+        let shortened = record("shortened-r", "u1", days);
+        store.save_session(&shortened).await.expect("save");
+        store
+            .update_record_expiry(&shortened, start + hour)
+            .await
+            .expect("shorten");
+        // Extended from 1 hour to 3 days: requeued, not deleted.
+        let extended = record("extended", "u1", hour);
+        store.save_session(&extended).await.expect("save");
+        store
+            .update_record_expiry(&extended, start + days)
+            .await
+            .expect("extend");
+        let extended_ms = ms(start + days);
+        // Deleted: its queue entry points at nothing, not counted.
+        store
+            .save_session(&record("deleted", "u1", hour))
+            .await
+            .expect("save");
+        store.delete_session("deleted").await.expect("delete");
+        let live = record("live", "u0", days);
+        store.save_session(&live).await.expect("save");
+        // Expired by Redis itself before any purge: cleaned up, not counted.
+        store
+            .save_session(&record("native", "u0", Duration::from_millis(300)))
+            .await
+            .expect("save");
+        tokio::time::sleep(Duration::from_millis(450)).await;
+
+        assert_eq!(
+            store
+                .delete_all_expired_sessions(now())
+                .await
+                .expect("purge now"),
+            0,
+            "nothing was expired at the wall clock but what Redis had removed itself"
+        );
+        assert!(!index_ids(store, raw, "u0").await.contains("native"));
+        let ahead = now() + 2 * hour;
+        assert_eq!(
+            store
+                .delete_all_expired_sessions(ahead)
+                .await
+                .expect("purge ahead"),
+            7,
+            "the five 1 h records and the two shortened ones"
+        );
+        assert_eq!(
+            store
+                .delete_all_expired_sessions(ahead)
+                .await
+                .expect("purge again"),
+            0
+        );
+        for id in [
+            "h0",
+            "h1",
+            "h2",
+            "h3",
+            "h4",
+            "shortened",
+            "shortened-r",
+            "native",
+        ] {
+            assert_eq!(store.fetch_session(id).await.expect("fetch"), None, "{id}");
+        }
+        assert_eq!(
+            store.fetch_session("live").await.expect("fetch").as_ref(),
+            Some(&live)
+        );
+        let fetched = store
+            .fetch_session("extended")
+            .await
+            .expect("fetch")
+            .expect("extended is live");
+        assert_eq!(ms(fetched.expires_at), extended_ms);
+        assert_eq!(
+            index_ids(store, raw, "u0").await,
+            BTreeSet::from(["live".to_owned()])
+        );
+        assert_eq!(
+            index_ids(store, raw, "u1").await,
+            BTreeSet::from(["extended".to_owned()])
+        );
+        let entries = queue(store, raw).await;
+        assert_eq!(
+            entries,
+            BTreeMap::from([
+                (queue_member("u0", "live"), ms(live.expires_at)),
+                (queue_member("u1", "extended"), extended_ms),
+            ]),
+            "the queue holds the live sessions, the extended one requeued at its expiry"
+        );
+        // Far ahead: everything goes, and nothing is left behind.
+        assert_eq!(
+            store
+                .delete_all_expired_sessions(now() + 2 * days)
+                .await
+                .expect("purge all"),
+            2
+        );
+        for user in ["u0", "u1"] {
+            let exists: i64 = redis::cmd("EXISTS")
+                .arg(index_key(store, user))
+                .query_async(raw)
+                .await
+                .expect("EXISTS");
+            assert_eq!(exists, 0, "the index of {user} is gone");
+        }
+        assert!(queue(store, raw).await.is_empty(), "the queue is empty");
+    }
+
+    /// A record whose stored `expires_at` has passed while its key is still there (its TTL
+    /// moved later behind the store's back) is not revived by either update call, not fetched
+    /// and not listed.
+    pub async fn an_expired_record_whose_key_survives_is_not_revived(
+        store: &RedisStore,
+        raw: &mut impl ConnectionLike,
+    ) {
+        let record = record("stale", "alice", Duration::from_secs(3600));
+        store.save_session(&record).await.expect("save");
+        let key = record_key(store, "stale");
+        let past = format!("{:016x}", ms(now() - Duration::from_secs(10)));
+        let _: i64 = redis::cmd("SETRANGE")
+            .arg(&key)
+            .arg(2)
+            .arg(&past)
+            .query_async(raw)
+            .await
+            .expect("SETRANGE");
+        let ttl_before = expire_time(raw, &key).await;
+        let later = now() + Duration::from_secs(24 * 3600);
+        store
+            .update_session_expiry("stale", later)
+            .await
+            .expect("update by id");
+        store
+            .update_record_expiry(&record, later)
+            .await
+            .expect("update record");
+        let header: Vec<u8> = redis::cmd("GETRANGE")
+            .arg(&key)
+            .arg(2)
+            .arg(17)
+            .query_async(raw)
+            .await
+            .expect("GETRANGE");
+        assert_eq!(header, past.as_bytes(), "the stored expiry did not move");
+        assert_eq!(
+            expire_time(raw, &key).await,
+            ttl_before,
+            "the key's TTL did not move"
+        );
+        assert_eq!(store.fetch_session("stale").await.expect("fetch"), None);
+        assert!(store
+            .fetch_sessions_for_user("alice", now())
+            .await
+            .expect("list")
+            .is_empty());
+    }
+}
