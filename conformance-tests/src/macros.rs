@@ -77,7 +77,8 @@ macro_rules! __for_each_case {
                 concurrent_updates_keep_a_valid_expiry,
                 mixed_stress_10000_ops_exact_state,
                 delete_for_user_racing_saves_of_others_leaves_them,
-                concurrent_save_and_delete_for_user_never_leaves_orphans;
+                concurrent_save_and_delete_for_user_never_leaves_orphans,
+                concurrent_purges_count_each_record_once;
             hostile_input:
                 user_ids_are_data_not_syntax,
                 session_ids_are_data_not_syntax,

@@ -72,6 +72,7 @@ const CATALOGUE: &[&str] = &[
     "update_record_expiry_racing_delete_never_resurrects",
     "delete_for_user_racing_saves_of_others_leaves_them",
     "concurrent_save_and_delete_for_user_never_leaves_orphans",
+    "concurrent_purges_count_each_record_once",
     // engine
     "create_returns_32_char_base32_token_and_sha256_hex_id",
     "create_then_validate_returns_same_session_not_extended",

@@ -12,10 +12,11 @@ use time::Duration;
 
 use crate::harness::{
     assert_absent, assert_all_absent, assert_all_stored, assert_same_record, assert_same_set,
-    assert_stored, assert_user_lists, declared_absent, ids_of, list_at, live_record, must, now_ms,
-    race, random_session_id, random_user_id, save_all, BULK_TASKS,
+    assert_stored, assert_user_lists, declared_absent, expired_record, ids_of, list_at,
+    live_record, must, now_ms, race, random_session_id, random_user_id, save_all,
+    save_concurrently, wait_until_expired, BULK_TASKS,
 };
-use crate::Capabilities;
+use crate::{Capabilities, ExpiredCount};
 
 /// Tasks in the concurrent cases.
 const TASKS: usize = 20;
@@ -396,9 +397,9 @@ pub async fn delete_for_user_racing_saves_of_others_leaves_them(
         return;
     }
     const DELETES: usize = 5;
-    const PER_SAVER: usize = 40;
+    const PER_SAVER: usize = 25;
     let doomed = random_user_id("doomed-racing");
-    let before: Vec<SessionRecord> = (0..100)
+    let before: Vec<SessionRecord> = (0..50)
         .map(|n| live_record(&doomed, json!({ "before": n })))
         .collect();
     crate::harness::save_concurrently(&store, before.clone(), BULK_TASKS).await;
@@ -569,4 +570,79 @@ pub async fn concurrent_save_and_delete_for_user_never_leaves_orphans(
         "the user's listing after a final delete_sessions_for_user",
     )
     .await;
+}
+
+/// Four purges started together over 200 expired records (and 20 live ones): together they
+/// count each expired record at most once (exactly once in all on an exact-count store), every
+/// expired one is gone, and no live one is touched.
+///
+/// Catches a purge that counts the expired records, then deletes them in a second step and
+/// reports the earlier count: run at once, each purge counts the same records, and the counts
+/// add up to more than were deleted.
+pub async fn concurrent_purges_count_each_record_once(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    use narvik_core::OptionalOperation;
+    if declared_absent(
+        store.as_ref(),
+        capabilities,
+        OptionalOperation::DeleteAllExpiredSessions,
+    )
+    .await
+    {
+        return;
+    }
+    const EXPIRED: usize = 200;
+    const PURGES: usize = 4;
+    let user_id = random_user_id("purged-together");
+    let expired: Vec<SessionRecord> = (0..EXPIRED)
+        .map(|n| expired_record(capabilities, &user_id, n, json!({ "expired": n })))
+        .collect();
+    let live: Vec<SessionRecord> = (0..20)
+        .map(|n| live_record(&user_id, json!({ "live": n })))
+        .collect();
+    save_concurrently(&store, expired.clone(), BULK_TASKS).await;
+    save_concurrently(&store, live.clone(), BULK_TASKS).await;
+    wait_until_expired(&expired).await;
+
+    let counts = race(PURGES, |_| {
+        let store = Arc::clone(&store);
+        async move {
+            must(
+                store.delete_all_expired_sessions(now_ms()).await,
+                "delete_all_expired_sessions",
+            )
+        }
+    })
+    .await;
+    let total: u64 = counts.iter().sum();
+    let expired_count = u64::try_from(EXPIRED).unwrap_or(u64::MAX);
+    match capabilities.expired_count {
+        ExpiredCount::Exact if capabilities.keeps_already_expired => assert_eq!(
+            total, expired_count,
+            "{PURGES} concurrent purges of {EXPIRED} expired records counted {counts:?}: each \
+             record must be counted by exactly one of them"
+        ),
+        _ => assert!(
+            total <= expired_count,
+            "{PURGES} concurrent purges of {EXPIRED} expired records counted {counts:?}, \
+             {total} in all: a record was counted by more than one purge"
+        ),
+    }
+    assert_all_absent(
+        &store,
+        &ids_of(&expired),
+        "an expired record after concurrent purges",
+    )
+    .await;
+    assert_all_stored(&store, &live, "a live record after concurrent purges").await;
+    let again = must(
+        store.delete_all_expired_sessions(now_ms()).await,
+        "delete_all_expired_sessions",
+    );
+    assert_eq!(
+        again, 0,
+        "a purge after the concurrent ones still found {again}"
+    );
 }

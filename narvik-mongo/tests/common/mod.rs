@@ -53,8 +53,30 @@ pub fn server_url() -> String {
 /// A client for the test server, on the calling test's runtime (a client's background tasks
 /// die with the runtime that started them, so clients are never shared between tests).
 pub async fn client() -> Client {
-    let url = server_url();
-    let mut options = ClientOptions::parse(&url)
+    client_for(&server_url()).await
+}
+
+/// The server a new store's collection goes to: one of `NARVIK_TEST_MONGO_URLS`, picked at
+/// random, when scripts/test.sh started several (SecantusDB serves on one core, so the suite's
+/// big cases spread over instances finish sooner); else the test server.
+pub fn fresh_store_url() -> String {
+    // The harness resolves (and cleans) the main server once either way.
+    let main = server_url();
+    let urls: Vec<String> = std::env::var("NARVIK_TEST_MONGO_URLS")
+        .unwrap_or_default()
+        .split(',')
+        .filter(|url| !url.is_empty())
+        .map(str::to_owned)
+        .collect();
+    let pick = u64::from_str_radix(&random_suffix(), 16).unwrap_or(0);
+    match usize::try_from(pick % u64::try_from(urls.len().max(1)).unwrap_or(1)) {
+        Ok(index) if index < urls.len() => urls[index].clone(),
+        _ => main,
+    }
+}
+
+async fn client_for(url: &str) -> Client {
+    let mut options = ClientOptions::parse(url)
         .await
         .unwrap_or_else(|error| panic!("bad NARVIK_TEST_MONGO_URL {url:?}: {error}"));
     // Fail in seconds, not the default 30 s, when the server goes away.
@@ -67,16 +89,15 @@ pub async fn client() -> Client {
 /// A store on a new, empty collection of its own, with its indexes.
 pub async fn fresh_store() -> MongoStore {
     let store = MongoStore::from_client(
-        &client().await,
+        &client_for(&fresh_store_url()).await,
         &MongoStoreConfig::default()
             .database(TEST_DATABASE)
             .collection(fresh_collection_name()),
     )
     .expect("valid test names");
-    store
-        .ensure_indexes()
-        .await
-        .unwrap_or_else(|error| panic!("the test server at {} failed: {error}", server_url()));
+    store.ensure_indexes().await.unwrap_or_else(|error| {
+        panic!("the test server failed to index a fresh collection: {error}")
+    });
     store
 }
 
@@ -85,7 +106,7 @@ pub async fn fresh_store() -> MongoStore {
 /// outcome cannot depend on whether the monitor happened to run.
 pub async fn fresh_store_without_ttl_index() -> MongoStore {
     MongoStore::from_client(
-        &client().await,
+        &client_for(&fresh_store_url()).await,
         &MongoStoreConfig::default()
             .database(TEST_DATABASE)
             .collection(fresh_collection_name()),
