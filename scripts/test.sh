@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # The whole test suite: starts (or installs) the servers the adapter tests need, then runs every
-# test of the workspace against them. Extra arguments go to the test runner (cargo nextest, or
-# `cargo test` where nextest is missing).
+# test of the workspace against them. Extra arguments choose a subset: they go to the test runner
+# (cargo nextest, or `cargo test` where nextest is missing).
 #
 # Each file in scripts/servers/ provides one server: it exports the URL the tests read
 # (NARVIK_TEST_<STORE>_URL) unless the caller already set it, and registers a cleanup for
@@ -43,12 +43,18 @@ done
 # checks every key the other tests left, so it runs after them. Doc tests are cargo's own.
 # Without nextest, plain `cargo test` runs the same tests one binary after another.
 if cargo nextest --version >/dev/null 2>&1; then
+  threads="${NARVIK_TEST_THREADS:-8}"
+  if [ "$#" -gt 0 ]; then
+    # A chosen subset (for example `-E 'test(delete_expired)'`): nextest alone, with those
+    # arguments.
+    exec cargo nextest run --workspace --all-features --no-fail-fast --test-threads "$threads" "$@"
+  fi
   status=0
-  cargo nextest run --workspace --all-features --no-fail-fast \
-    --test-threads "${NARVIK_TEST_THREADS:-8}" -E 'not binary(ttl_audit)' "$@" || status=$?
-  cargo nextest run --workspace --all-features --no-fail-fast -E 'binary(ttl_audit)' "$@" ||
+  cargo nextest run --workspace --all-features --no-fail-fast --test-threads "$threads" \
+    -E 'not binary(ttl_audit)' || status=$?
+  cargo nextest run --workspace --all-features --no-fail-fast -E 'binary(ttl_audit)' ||
     status=$?
-  cargo test --workspace --all-features --doc "$@" || status=$?
+  cargo test --workspace --all-features --doc || status=$?
   exit "$status"
 fi
 cargo test --workspace --all-features --no-fail-fast "$@"

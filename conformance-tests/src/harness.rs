@@ -127,16 +127,33 @@ pub async fn save_concurrently(
     records: Vec<SessionRecord>,
     tasks: usize,
 ) {
-    let chunk = records.len().div_ceil(tasks.max(1)).max(1);
-    let mut handles = Vec::new();
-    for part in records.chunks(chunk) {
-        let part = part.to_vec();
-        let store = Arc::clone(store);
-        handles.push(tokio::spawn(async move {
-            save_all(store.as_ref(), &part).await;
-        }));
-    }
-    join_all(handles).await;
+    in_parallel(store, &records, tasks, |store, part| async move {
+        save_all(store.as_ref(), &part).await;
+    })
+    .await;
+}
+
+/// Runs `work(store, part)` on `tasks` concurrent tasks, each over its own consecutive part of
+/// `items`, and returns their results in the order of the parts. A panic in any task fails
+/// the case with its message.
+pub async fn in_parallel<T, R, F, Fut>(
+    store: &Arc<dyn SessionStore>,
+    items: &[T],
+    tasks: usize,
+    work: F,
+) -> Vec<R>
+where
+    T: Clone + Send + 'static,
+    R: Send + 'static,
+    F: Fn(Arc<dyn SessionStore>, Vec<T>) -> Fut,
+    Fut: Future<Output = R> + Send + 'static,
+{
+    let chunk = items.len().div_ceil(tasks.max(1)).max(1);
+    let handles = items
+        .chunks(chunk)
+        .map(|part| tokio::spawn(work(Arc::clone(store), part.to_vec())))
+        .collect();
+    join_all(handles).await
 }
 
 /// A record saved by [`save_expiring_soon`], and whether its save returned before its expiry.
@@ -160,24 +177,21 @@ pub async fn save_expiring_soon(
     store: &Arc<dyn SessionStore>,
     records: Vec<SessionRecord>,
 ) -> Vec<SavedSoon> {
-    let chunk = records.len().div_ceil(BULK_TASKS).max(1);
-    let mut handles = Vec::new();
-    for part in records.chunks(chunk) {
-        let mut part = part.to_vec();
-        let store = Arc::clone(store);
-        handles.push(tokio::spawn(async move {
-            let mut saved = Vec::with_capacity(part.len());
-            for mut record in part.drain(..) {
-                record.expires_at = now_ms() + SHORT_EXPIRY;
-                record.created_at = record.expires_at - Duration::days(1);
-                must(store.save_session(&record).await, "save_session");
-                let saved_live = OffsetDateTime::now_utc() < record.expires_at;
-                saved.push(SavedSoon { record, saved_live });
-            }
-            saved
-        }));
-    }
-    join_all(handles).await.into_iter().flatten().collect()
+    in_parallel(store, &records, BULK_TASKS, |store, part| async move {
+        let mut saved = Vec::with_capacity(part.len());
+        for mut record in part {
+            record.expires_at = now_ms() + SHORT_EXPIRY;
+            record.created_at = record.expires_at - Duration::days(1);
+            must(store.save_session(&record).await, "save_session");
+            let saved_live = OffsetDateTime::now_utc() < record.expires_at;
+            saved.push(SavedSoon { record, saved_live });
+        }
+        saved
+    })
+    .await
+    .into_iter()
+    .flatten()
+    .collect()
 }
 
 /// Fetches every one of `records` from [`BULK_TASKS`] tasks and asserts the store holds each
@@ -187,40 +201,28 @@ pub async fn assert_all_stored(
     records: &[SessionRecord],
     context: &str,
 ) {
-    let chunk = records.len().div_ceil(BULK_TASKS).max(1);
-    let handles = records
-        .chunks(chunk)
-        .map(|part| {
-            let part = part.to_vec();
-            let store = Arc::clone(store);
-            let context = context.to_owned();
-            tokio::spawn(async move {
-                for record in &part {
-                    assert_stored(store.as_ref(), record, &context).await;
-                }
-            })
-        })
-        .collect();
-    join_all(handles).await;
+    in_parallel(store, records, BULK_TASKS, |store, part| {
+        let context = context.to_owned();
+        async move {
+            for record in &part {
+                assert_stored(store.as_ref(), record, &context).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// Fetches every one of `ids` from [`BULK_TASKS`] tasks and asserts the store has none of them.
 pub async fn assert_all_absent(store: &Arc<dyn SessionStore>, ids: &[String], context: &str) {
-    let chunk = ids.len().div_ceil(BULK_TASKS).max(1);
-    let handles = ids
-        .chunks(chunk)
-        .map(|part| {
-            let part = part.to_vec();
-            let store = Arc::clone(store);
-            let context = context.to_owned();
-            tokio::spawn(async move {
-                for id in &part {
-                    assert_absent(store.as_ref(), id, &context).await;
-                }
-            })
-        })
-        .collect();
-    join_all(handles).await;
+    in_parallel(store, ids, BULK_TASKS, |store, part| {
+        let context = context.to_owned();
+        async move {
+            for id in &part {
+                assert_absent(store.as_ref(), id, &context).await;
+            }
+        }
+    })
+    .await;
 }
 
 /// The ids of `records`, in order.
