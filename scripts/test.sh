@@ -46,8 +46,11 @@ if cargo nextest --version >/dev/null 2>&1; then
   threads="${NARVIK_TEST_THREADS:-8}"
   if [ "$#" -gt 0 ]; then
     # A chosen subset (for example `-E 'test(delete_expired)'`): nextest alone, with those
-    # arguments.
-    exec cargo nextest run --workspace --all-features --no-fail-fast --test-threads "$threads" "$@"
+    # arguments. Not `exec`: the exit trap must still stop the servers started above.
+    status=0
+    cargo nextest run --workspace --all-features --no-fail-fast --test-threads "$threads" "$@" ||
+      status=$?
+    exit "$status"
   fi
   status=0
   cargo nextest run --workspace --all-features --no-fail-fast --test-threads "$threads" \

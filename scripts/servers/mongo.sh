@@ -4,7 +4,7 @@
 # NARVIK_TEST_MONGO_URL already set: nothing to do. Otherwise no mongod can be installed on the
 # machines this runs on, so it installs SecantusDB (a MongoDB wire-protocol server on
 # WiredTiger, from PyPI) into a virtualenv under $NARVIK_BUILD_DIR/mongo-venv (quick when already
-# there), starts NARVIK_TEST_MONGO_INSTANCES (default 3) of it on free loopback ports with fresh
+# there), starts NARVIK_TEST_MONGO_INSTANCES (default 2) of it on free loopback ports with fresh
 # storage in $NARVIK_BUILD_DIR/mongo-data-N, and stops them by PID at exit. Exports:
 #   NARVIK_TEST_MONGO_URL         mongodb://127.0.0.1:PORT (the first instance)
 #   NARVIK_TEST_MONGO_URLS        every instance, comma-separated; the tests put each fresh
@@ -32,8 +32,8 @@ set NARVIK_TEST_MONGO_URL=mongodb://HOST:PORT to use another MongoDB"
 
   # SecantusDB is a single-threaded Python server: the conformance suite's big cases keep one
   # instance's core busy while the other core idles, so the tests spread their collections over
-  # several instances (NARVIK_TEST_MONGO_INSTANCES, default 3).
-  local count="${NARVIK_TEST_MONGO_INSTANCES:-3}"
+  # several instances (NARVIK_TEST_MONGO_INSTANCES, default 2).
+  local count="${NARVIK_TEST_MONGO_INSTANCES:-2}"
   local urls=()
   local n
   for ((n = 0; n < count; n++)); do
