@@ -155,7 +155,8 @@ fn is_safe_method(method: &Method) -> bool {
 /// `Origin: null` (sandboxed frames, some redirects) counts as no origin.
 fn request_origin(headers: &http::HeaderMap) -> Option<String> {
     if let Some(origin) = headers.get(header::ORIGIN) {
-        let origin = origin.to_str().ok()?.trim();
+        // Optional whitespace is SP and HTAB only (RFC 9110), never Unicode whitespace.
+        let origin = origin.to_str().ok()?.trim_matches([' ', '\t']);
         return (origin != "null" && !origin.is_empty()).then(|| origin.to_owned());
     }
     let referer = headers.get(header::REFERER)?.to_str().ok()?;

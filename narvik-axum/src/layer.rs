@@ -10,7 +10,8 @@ use axum::body::Body;
 use axum::response::Response;
 use bytes::Bytes;
 use http::{header, HeaderMap, HeaderValue, Request};
-use narvik_core::Narvik;
+use narvik_core::cookie::{find_cookie, CookieLookup};
+use narvik_core::{Narvik, SessionToken};
 use tower_layer::Layer;
 use tower_service::Service;
 
@@ -32,15 +33,16 @@ use crate::SessionData;
 /// with the cookie left alone.
 ///
 /// ```
-/// # fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) {
+/// # fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) -> narvik_core::Result<()> {
 /// use axum::{routing::get, Router};
 /// use narvik_axum::NarvikLayer;
 ///
-/// let narvik: narvik_core::Narvik = narvik_core::Narvik::new(store);
+/// // `web_builder`: the engine with a `__Host-` session cookie.
+/// let narvik: narvik_core::Narvik = narvik_axum::web_builder(store).build()?;
 /// let app: Router = Router::new()
 ///     .route("/", get(|| async { "hello" }))
 ///     .layer(NarvikLayer::new(narvik));
-/// # }
+/// # Ok(()) }
 /// ```
 pub struct NarvikLayer<D = ()> {
     narvik: Narvik<D>,
@@ -187,11 +189,18 @@ async fn validate<D: SessionData>(
         undecodable_session_id: None,
         cookie: CookieChange::Keep,
     };
-    let Some(token) = narvik.read_session_token(&cookie_header) else {
-        if cookie_present(&cookie_header, narvik.cookie_name()) {
-            // Malformed or duplicated: it can never open a session, so stop the browser sending it.
-            state.cookie = CookieChange::Clear;
-        }
+    // The cookie of exactly our name, as a browser wrote it (RFC 6265bis): a look-alike
+    // (`\u{a0}__Host-narvik_session`, `narvik_session\u{3000}`) is another cookie, so it is
+    // neither read nor counted as a duplicate, and never makes us clear ours.
+    let token = match find_cookie(&cookie_header, narvik.cookie_name()) {
+        CookieLookup::Missing => return Ok(state),
+        CookieLookup::Unique(value) => SessionToken::parse(value),
+        // Two cookies of our exact name (cookie tossing): which one is real cannot be told.
+        CookieLookup::Duplicated => None,
+    };
+    let Some(token) = token else {
+        // Malformed or duplicated: it can never open a session, so stop the browser sending it.
+        state.cookie = CookieChange::Clear;
         return Ok(state);
     };
     state.had_token = true;
@@ -217,7 +226,8 @@ async fn validate<D: SessionData>(
     Ok(state)
 }
 
-/// HTTP/2 may split cookies over several `Cookie` headers; they read as one list.
+/// HTTP/2 may split cookies over several `Cookie` headers; they read as one list (joined with
+/// `; `, which [`find_cookie`] splits again, so no pair spans two headers).
 fn joined_cookie_header(headers: &HeaderMap) -> String {
     // Read as bytes, not `to_str`: browsers send other cookies' raw UTF-8, and rejecting the
     // whole header would sign the user out. Our name and token are ASCII, so a lossy read is
@@ -228,13 +238,6 @@ fn joined_cookie_header(headers: &HeaderMap) -> String {
         .map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned())
         .collect();
     parts.join("; ")
-}
-
-fn cookie_present(cookie_header: &str, cookie_name: &str) -> bool {
-    cookie_header
-        .split(';')
-        .filter_map(|pair| pair.split_once('='))
-        .any(|(name, _)| name.trim() == cookie_name)
 }
 
 /// Appends the `Set-Cookie` the handler's outcome calls for, if any.

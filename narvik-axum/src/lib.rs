@@ -7,12 +7,14 @@ pub mod csrf;
 mod error;
 mod extract;
 mod layer;
+mod web;
 
 pub use csrf::{CsrfKey, OriginCheck, OriginCheckLayer};
 pub use error::SessionError;
 pub use extract::{CurrentSession, MaybeSession, SessionHandle, SessionRejection};
 pub use layer::{NarvikLayer, NarvikService};
 pub use narvik_core;
+pub use web::web_builder;
 
 /// What a session's additional data must be to travel through the layer: a serde type that
 /// can be cloned into each extractor and shared across threads. `()` when there is none.

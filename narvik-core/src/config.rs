@@ -6,7 +6,7 @@ use std::sync::Arc;
 use time::Duration;
 
 use crate::clock::{Clock, SystemClock};
-use crate::cookie::{CookieConfig, SameSite};
+use crate::cookie::{CookieConfig, CookiePrefix, SameSite};
 use crate::engine::Narvik;
 use crate::error::{Error, Result};
 use crate::store::SessionStore;
@@ -157,7 +157,8 @@ impl<D> NarvikBuilder<D> {
         self
     }
 
-    /// The cookie `Max-Age` (default: the session lifetime).
+    /// The cookie `Max-Age` (default: the session lifetime). At least one second: `build`
+    /// rejects less, since `Max-Age=0` deletes the cookie.
     pub fn cookie_max_age(mut self, max_age: Duration) -> Self {
         self.config.cookie.max_age = Some(max_age);
         self
@@ -187,10 +188,22 @@ impl<D> NarvikBuilder<D> {
         self
     }
 
-    /// Prefix the cookie name with `__Host-`.
-    pub fn cookie_host_prefix(mut self, host_prefix: bool) -> Self {
-        self.config.cookie.host_prefix = host_prefix;
+    /// The cookie name prefix (default none). [`CookiePrefix::Host`] makes browsers refuse
+    /// the cookie from anywhere but this host over HTTPS; [`CookiePrefix::Secure`] allows a
+    /// `Domain` (see [`CookiePrefix`]). `build` rejects a prefix without its attributes.
+    pub fn cookie_prefix(mut self, prefix: CookiePrefix) -> Self {
+        self.config.cookie.prefix = prefix;
         self
+    }
+
+    /// Shorthand for [`cookie_prefix`](Self::cookie_prefix): `true` is
+    /// [`CookiePrefix::Host`], `false` is no prefix.
+    pub fn cookie_host_prefix(self, host_prefix: bool) -> Self {
+        self.cookie_prefix(if host_prefix {
+            CookiePrefix::Host
+        } else {
+            CookiePrefix::None
+        })
     }
 
     /// The clock the engine reads (default the system clock); tests pass a

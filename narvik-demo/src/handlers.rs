@@ -1,10 +1,13 @@
 //! The demo's routes. Every state-changing form is a `POST` that carries the session's CSRF
 //! token; the origin check in front of the router refuses cross-site ones before they get here.
+//! Every password check (sign-in, and the confirmation before "sign out all other devices")
+//! goes through the throttle first and then the sign-in bound.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 
 use axum::extract::{Query, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 use axum::{Form, Router};
@@ -12,18 +15,26 @@ use narvik_axum::{SessionError, SessionHandle};
 use narvik_core::Session;
 use serde::Deserialize;
 
+use crate::bound::{Busy, PasswordChecks};
+use crate::client_address::ClientAddress;
 use crate::pages::{self, DeviceRow, Viewer};
-use crate::users::Users;
+use crate::throttle::{SignInThrottle, Throttled};
 use crate::Device;
 
 /// Longer inputs are refused before Argon2 sees them: hashing cost grows with the input.
 const MAX_USERNAME: usize = 64;
 const MAX_PASSWORD: usize = 256;
 
+/// `Retry-After` of a `503` when every permit of the sign-in bound stayed taken: a check takes
+/// well under a second, so a second later one is likely free.
+const BUSY_RETRY_AFTER_SECONDS: u64 = 1;
+
 #[derive(Clone)]
 pub(crate) struct AppState {
-    pub(crate) users: Arc<Users>,
+    pub(crate) checks: Arc<PasswordChecks>,
+    pub(crate) throttle: Arc<SignInThrottle>,
     pub(crate) credentials: Vec<(&'static str, &'static str)>,
+    pub(crate) trust_x_forwarded_for: bool,
 }
 
 type Handle = SessionHandle<Device>;
@@ -66,7 +77,8 @@ impl Signed {
     fn of(handle: &Handle, state: &AppState) -> Option<Self> {
         let session = handle.session()?;
         let display_name = state
-            .users
+            .checks
+            .users()
             .display_name(&session.user_id)
             .unwrap_or(&session.user_id)
             .to_owned();
@@ -83,6 +95,102 @@ impl Signed {
             csrf_token: &self.csrf_token,
         }
     }
+}
+
+/// How a password check ended.
+enum Verdict {
+    Valid,
+    Wrong,
+    /// Refused by the throttle before any Argon2 work.
+    Throttled(Throttled),
+    /// The sign-in bound stayed saturated for the whole wait; nothing was checked.
+    Busy,
+}
+
+/// Throttle, then the bound, then Argon2 on a blocking thread. Over-long input is wrong
+/// without any of them: hashing cost grows with the input, and it cannot be anyone's password.
+async fn check_password(
+    state: &AppState,
+    account: &str,
+    password: String,
+    client: IpAddr,
+) -> Verdict {
+    if account.len() > MAX_USERNAME || password.len() > MAX_PASSWORD {
+        return Verdict::Wrong;
+    }
+    let attempt = match state.throttle.admit(account, client) {
+        Ok(attempt) => attempt,
+        Err(throttled) => return Verdict::Throttled(throttled),
+    };
+    match state.checks.check(account.to_owned(), password).await {
+        Ok(true) => {
+            state.throttle.succeeded(attempt);
+            Verdict::Valid
+        }
+        Ok(false) => {
+            state.throttle.failed(attempt);
+            Verdict::Wrong
+        }
+        Err(Busy) => {
+            state.throttle.not_checked(attempt);
+            Verdict::Busy
+        }
+    }
+}
+
+/// A check that did not say "valid", as the page shows it.
+struct Refusal {
+    status: StatusCode,
+    retry_after: Option<u64>,
+    message: String,
+}
+
+/// `None` for a valid password; else the status, `Retry-After` and message, `wrong` being the
+/// message for a wrong password.
+fn refusal(verdict: &Verdict, wrong: &'static str) -> Option<Refusal> {
+    let (status, retry_after, message) = match verdict {
+        Verdict::Valid => return None,
+        Verdict::Wrong => (StatusCode::UNAUTHORIZED, None, wrong.to_owned()),
+        Verdict::Throttled(throttled) => {
+            let seconds = throttled.retry_after_seconds();
+            (
+                StatusCode::TOO_MANY_REQUESTS,
+                Some(seconds),
+                format!(
+                    "Too many wrong passwords. Try again in {}.",
+                    pages::wait_text(seconds)
+                ),
+            )
+        }
+        Verdict::Busy => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Some(BUSY_RETRY_AFTER_SECONDS),
+            "The server is checking too many passwords at once. Try again in a moment.".to_owned(),
+        ),
+    };
+    Some(Refusal {
+        status,
+        retry_after,
+        message,
+    })
+}
+
+impl Refusal {
+    fn respond(&self, page: String) -> Response {
+        let mut response = (self.status, Html(page)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        }
+        response
+    }
+}
+
+/// Spaces and tabs around the name are dropped (a pasted name); nothing else, so that names
+/// that differ to the byte are different accounts to the throttle as to the directory.
+fn form_username(raw: &str) -> &str {
+    raw.trim_matches([' ', '\t'])
 }
 
 async fn home(handle: Handle, State(state): State<AppState>) -> Response {
@@ -113,27 +221,15 @@ struct SignInForm {
 async fn sign_in(
     handle: Handle,
     State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
     headers: HeaderMap,
     Form(form): Form<SignInForm>,
 ) -> Result<Response, SessionError> {
-    let username = form.username.trim().to_owned();
-    let valid = if username.len() > MAX_USERNAME || form.password.len() > MAX_PASSWORD {
-        false
-    } else {
-        let users = Arc::clone(&state.users);
-        let name = username.clone();
-        // Argon2 is deliberately slow: keep it off the async workers.
-        tokio::task::spawn_blocking(move || users.verify(&name, &form.password))
-            .await
-            .unwrap_or(false)
-    };
-    if !valid {
-        let page = pages::sign_in(
-            Some("Wrong username or password."),
-            &username,
-            &state.credentials,
-        );
-        return Ok((StatusCode::UNAUTHORIZED, Html(page)).into_response());
+    let username = form_username(&form.username).to_owned();
+    let verdict = check_password(&state, &username, form.password, client).await;
+    if let Some(refused) = refusal(&verdict, "Wrong username or password.") {
+        let page = pages::sign_in(Some(&refused.message), &username, &state.credentials);
+        return Ok(refused.respond(page));
     }
     // A new session and token; the session this browser came with (if any) ends here.
     handle
@@ -172,6 +268,44 @@ async fn devices(
     let Some(signed) = Signed::of(&handle, &state) else {
         return Ok(to_sign_in());
     };
+    // Fixed texts chosen by a code: the query string never puts words on the page.
+    let notice = match (query.done.as_deref(), query.n) {
+        (Some("others"), Some(1)) => Some("Signed out 1 other device.".to_owned()),
+        (Some("others"), Some(n)) => Some(format!("Signed out {n} other devices.")),
+        (Some("device"), _) => Some("Signed out that device.".to_owned()),
+        _ => None,
+    };
+    let page = devices_page(&handle, &signed, Message::notice(notice.as_deref())).await?;
+    Ok(Html(page).into_response())
+}
+
+/// A notice or an error above the device list.
+struct Message<'a> {
+    notice: Option<&'a str>,
+    error: Option<&'a str>,
+}
+
+impl<'a> Message<'a> {
+    fn notice(notice: Option<&'a str>) -> Self {
+        Self {
+            notice,
+            error: None,
+        }
+    }
+
+    fn error(error: &'a str) -> Self {
+        Self {
+            notice: None,
+            error: Some(error),
+        }
+    }
+}
+
+async fn devices_page(
+    handle: &Handle,
+    signed: &Signed,
+    message: Message<'_>,
+) -> Result<String, SessionError> {
     let mut sessions = handle.devices().await?;
     sessions.sort_by(|a, b| a.created_at.cmp(&b.created_at).then(a.id.cmp(&b.id)));
     let rows: Vec<DeviceRow<'_>> = sessions
@@ -184,14 +318,12 @@ async fn devices(
             current: session.id == signed.session.id,
         })
         .collect();
-    // Fixed texts chosen by a code: the query string never puts words on the page.
-    let notice = match (query.done.as_deref(), query.n) {
-        (Some("others"), Some(1)) => Some("Signed out 1 other device.".to_owned()),
-        (Some("others"), Some(n)) => Some(format!("Signed out {n} other devices.")),
-        (Some("device"), _) => Some("Signed out that device.".to_owned()),
-        _ => None,
-    };
-    Ok(Html(pages::devices(&signed.viewer(), &rows, notice.as_deref())).into_response())
+    Ok(pages::devices(
+        &signed.viewer(),
+        &rows,
+        message.notice,
+        message.error,
+    ))
 }
 
 #[derive(Deserialize)]
@@ -225,15 +357,33 @@ async fn sign_out_device(
     })
 }
 
+#[derive(Deserialize)]
+struct ConfirmForm {
+    csrf: String,
+    #[serde(default)]
+    password: String,
+}
+
+/// Ending every other session is what an attacker with a stolen session would do first to keep
+/// the account to themselves, so it asks for the password again (under the same throttle and
+/// bound as sign-in: it must not become a password oracle).
 async fn sign_out_others(
     handle: Handle,
-    Form(form): Form<CsrfForm>,
+    State(state): State<AppState>,
+    ClientAddress(client): ClientAddress,
+    Form(form): Form<ConfirmForm>,
 ) -> Result<Response, SessionError> {
-    if handle.session().is_none() {
+    let Some(signed) = Signed::of(&handle, &state) else {
         return Ok(to_sign_in());
-    }
+    };
     if !handle.verify_csrf_token(&form.csrf) {
         return Ok(forged_form());
+    }
+    let account = signed.session.user_id.clone();
+    let verdict = check_password(&state, &account, form.password, client).await;
+    if let Some(refused) = refusal(&verdict, "Wrong password: no device was signed out.") {
+        let page = devices_page(&handle, &signed, Message::error(&refused.message)).await?;
+        return Ok(refused.respond(page));
     }
     let count = handle.sign_out_other_devices().await?;
     Ok(Redirect::to(&format!("/devices?done=others&n={count}")).into_response())

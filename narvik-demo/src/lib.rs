@@ -2,22 +2,38 @@
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+mod bound;
+mod client_address;
 mod handlers;
 pub mod pages;
+mod security_headers;
 pub mod store;
+pub mod throttle;
 pub mod users;
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::http::{header, HeaderMap, HeaderValue};
-use axum::response::Response;
+use axum::http::{header, HeaderMap};
 use axum::Router;
 use narvik_axum::{NarvikLayer, OriginCheckLayer};
 use narvik_core::{Clock, Narvik, SessionStore, SystemClock};
 use serde::{Deserialize, Serialize};
 use time::Duration;
 
-pub use users::{SeedUser, Users, SEED_USERS};
+/// Argon2's parameters, for [`DemoBuilder::argon2_params`].
+pub use argon2::Params as Argon2Params;
+pub use security_headers::HSTS;
+pub use throttle::{Backoff, SignInThrottle, ThrottlePolicy};
+pub use users::{SeedUser, Users, ARGON2_MEMORY_BYTES, SEED_USERS};
+
+/// Password checks that may run at once by default. Argon2 is CPU-bound, so more than the
+/// cores gains no throughput, only memory: 4 × 19 MiB = 76 MiB at most.
+pub const DEFAULT_SIGN_IN_PERMITS: usize = 4;
+
+/// How long a password check waits for a permit by default before the request gets `503`.
+/// Waiting costs no Argon2 memory; it smooths a burst of honest sign-ins.
+pub const DEFAULT_SIGN_IN_WAIT: std::time::Duration = std::time::Duration::from_millis(500);
 
 /// Any error of the demo's set-up.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
@@ -85,6 +101,11 @@ pub struct DemoBuilder {
     secure_cookie: bool,
     session_lifetime: Option<Duration>,
     seed_users: &'static [SeedUser],
+    sign_in_permits: usize,
+    sign_in_wait: std::time::Duration,
+    throttle: ThrottlePolicy,
+    trust_x_forwarded_for: bool,
+    argon2_params: Argon2Params,
 }
 
 impl Default for DemoBuilder {
@@ -96,6 +117,11 @@ impl Default for DemoBuilder {
             secure_cookie: true,
             session_lifetime: None,
             seed_users: SEED_USERS,
+            sign_in_permits: DEFAULT_SIGN_IN_PERMITS,
+            sign_in_wait: DEFAULT_SIGN_IN_WAIT,
+            throttle: ThrottlePolicy::default(),
+            trust_x_forwarded_for: false,
+            argon2_params: Argon2Params::default(),
         }
     }
 }
@@ -124,7 +150,8 @@ impl DemoBuilder {
     }
 
     /// The cookie's `Secure` attribute (default on). Only a plain-HTTP development server turns
-    /// it off: see the binary.
+    /// it off: see the binary. With it on, every response also carries
+    /// `Strict-Transport-Security` ([`HSTS`]): the demo is then reached over https only.
     pub fn secure_cookie(mut self, secure: bool) -> Self {
         self.secure_cookie = secure;
         self
@@ -136,35 +163,98 @@ impl DemoBuilder {
         self
     }
 
+    /// Password checks that may run at once (default [`DEFAULT_SIGN_IN_PERMITS`]). Each holds
+    /// Argon2's `m_cost` of memory ([`ARGON2_MEMORY_BYTES`] with the default parameters), so the
+    /// process never holds more than `permits × m_cost` of it, however many sign-ins arrive.
+    pub fn sign_in_permits(mut self, permits: usize) -> Self {
+        self.sign_in_permits = permits;
+        self
+    }
+
+    /// How long a password check waits for a permit before the request is answered `503` with
+    /// `Retry-After` (default [`DEFAULT_SIGN_IN_WAIT`]).
+    pub fn sign_in_wait(mut self, wait: std::time::Duration) -> Self {
+        self.sign_in_wait = wait;
+        self
+    }
+
+    /// The throttle of failed password checks (default [`ThrottlePolicy::default`]).
+    pub fn throttle(mut self, policy: ThrottlePolicy) -> Self {
+        self.throttle = policy;
+        self
+    }
+
+    /// Count clients by the rightmost `X-Forwarded-For` address instead of the socket's peer
+    /// (default off). Only behind exactly one reverse proxy that appends the address it saw
+    /// to that header: directly reachable, any client could name a fresh address per guess.
+    pub fn trust_x_forwarded_for(mut self, trust: bool) -> Self {
+        self.trust_x_forwarded_for = trust;
+        self
+    }
+
+    /// The Argon2id parameters the seed users' passwords are hashed (and so checked) with.
+    /// Default: the argon2 crate's, `m_cost` = 19 MiB ([`ARGON2_MEMORY_BYTES`]), `t_cost` = 2,
+    /// one lane. Lighter ones are for tests of everything but the cost of hashing.
+    pub fn argon2_params(mut self, params: Argon2Params) -> Self {
+        self.argon2_params = params;
+        self
+    }
+
     /// Hashes the seed users' passwords (Argon2id) and builds the app.
     pub fn build(self) -> Result<Demo, DemoError> {
         if self.origins.is_empty() {
             return Err("the demo needs at least one origin to check POSTs against".into());
         }
+        if self.sign_in_permits == 0 {
+            return Err("the sign-in bound needs at least one permit".into());
+        }
+        let throttle = SignInThrottle::new(self.throttle, Arc::clone(&self.clock))?;
         let store = self
             .store
             .unwrap_or_else(|| Arc::new(narvik_memory::MemoryStore::new()));
-        let mut engine = Narvik::builder(store)
-            .clock(self.clock)
-            .cookie_secure(self.secure_cookie);
+        // A Secure cookie gets the web preset's `__Host-` name, which browsers only accept
+        // from the host itself (no sibling subdomain can plant it). Plain-HTTP development keeps
+        // the original, unprefixed name: a prefixed cookie needs Secure.
+        let engine = if self.secure_cookie {
+            narvik_axum::web_builder(store)
+        } else {
+            Narvik::builder(store).cookie_secure(false)
+        };
+        let mut engine = engine.clock(self.clock);
         if let Some(lifetime) = self.session_lifetime {
             engine = engine.session_lifetime(lifetime);
         }
+        let users = Arc::new(Users::seeded_with(self.seed_users, &self.argon2_params)?);
+        let memory_per_check = self.argon2_params.block_count() * argon2::Block::SIZE;
         Ok(Demo {
             narvik: engine.build()?,
-            users: Arc::new(Users::seeded(self.seed_users)?),
+            checks: Arc::new(bound::PasswordChecks::new(
+                users,
+                self.sign_in_permits,
+                memory_per_check,
+                self.sign_in_wait,
+            )),
+            throttle: Arc::new(throttle),
             seed_users: self.seed_users,
             origins: self.origins,
+            secure_cookie: self.secure_cookie,
+            sign_in_permits: self.sign_in_permits,
+            trust_x_forwarded_for: self.trust_x_forwarded_for,
         })
     }
 }
 
-/// The demo app: an engine, its users, and the origins it accepts forms from.
+/// The demo app: an engine, its users, the sign-in bound and throttle, and the origins it
+/// accepts forms from. Every router made from one `Demo` shares its bound and throttle.
 pub struct Demo {
     narvik: Narvik<Device>,
-    users: Arc<Users>,
+    checks: Arc<bound::PasswordChecks>,
+    throttle: Arc<SignInThrottle>,
     seed_users: &'static [SeedUser],
     origins: Vec<String>,
+    secure_cookie: bool,
+    sign_in_permits: usize,
+    trust_x_forwarded_for: bool,
 }
 
 impl std::fmt::Debug for Demo {
@@ -172,6 +262,8 @@ impl std::fmt::Debug for Demo {
         f.debug_struct("Demo")
             .field("narvik", &self.narvik)
             .field("origins", &self.origins)
+            .field("sign_in_permits", &self.sign_in_permits)
+            .field("throttle", &self.throttle)
             .finish_non_exhaustive()
     }
 }
@@ -192,55 +284,132 @@ impl Demo {
         self.seed_users
     }
 
-    /// The whole app: pages, session layer, origin check and security headers.
+    /// Password checks that may run at once.
+    pub fn sign_in_permits(&self) -> usize {
+        self.sign_in_permits
+    }
+
+    /// The most Argon2 memory the process holds for password checks: permits × m_cost
+    /// (4 × 19 MiB = 76 MiB by default).
+    pub fn argon2_memory_bound(&self) -> usize {
+        self.checks.memory_bound()
+    }
+
+    /// The whole app: pages, session layer, origin check and security headers. Serve it with
+    /// connect info (`into_make_service_with_connect_info::<SocketAddr>()`, as
+    /// [`Demo::serve`] does) so that the throttle sees each client's address; without it every
+    /// client shares one throttle bucket.
     pub fn router(&self) -> Router {
         let state = handlers::AppState {
-            users: Arc::clone(&self.users),
+            checks: Arc::clone(&self.checks),
+            throttle: Arc::clone(&self.throttle),
             credentials: self
                 .seed_users
                 .iter()
                 .map(|user| (user.username, user.password))
                 .collect(),
+            trust_x_forwarded_for: self.trust_x_forwarded_for,
+        };
+        let headers = security_headers::SecurityHeaders {
+            hsts: self.secure_cookie,
         };
         handlers::routes()
             .with_state(state)
             .layer(NarvikLayer::new(self.narvik.clone()))
             // Outermost, so that a cross-site POST is refused before it touches the store.
             .layer(OriginCheckLayer::new(self.origins.clone()))
-            .layer(axum::middleware::map_response(security_headers))
+            .layer(axum::middleware::map_response_with_state(
+                headers,
+                security_headers::apply,
+            ))
     }
 
-    /// Serves the app on `listener` until the process ends.
+    /// Serves the app on `listener` until the process ends, with each connection's peer
+    /// address for the throttle.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
-        axum::serve(listener, self.router()).await
+        axum::serve(
+            listener,
+            self.router()
+                .into_make_service_with_connect_info::<SocketAddr>(),
+        )
+        .await
     }
-}
-
-/// Headers every page gets: no framing, no scripts, forms only to this origin, nothing cached.
-async fn security_headers(mut response: Response) -> Response {
-    let headers = response.headers_mut();
-    let set = [
-        (
-            header::CONTENT_SECURITY_POLICY,
-            "default-src 'none'; style-src 'unsafe-inline'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-        ),
-        (header::X_FRAME_OPTIONS, "DENY"),
-        (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
-        // Same-origin requests keep their Referer, which the origin check falls back on.
-        (header::REFERRER_POLICY, "same-origin"),
-    ];
-    for (name, value) in set {
-        headers.insert(name, HeaderValue::from_static(value));
-    }
-    if !headers.contains_key(header::CACHE_CONTROL) {
-        headers.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
-    }
-    response
 }
 
 #[cfg(test)]
 mod tests {
-    use super::Device;
+    use super::{Demo, Device};
+    use axum::body::Body;
+    use axum::http::{header, Request, Response, StatusCode};
+    use tower::ServiceExt;
+
+    const ORIGIN: &str = "http://127.0.0.1:3000";
+
+    async fn sign_in(app: &axum::Router, username: &str, password: &str) -> Response<Body> {
+        let request = Request::post("/sign-in")
+            .header(header::ORIGIN, ORIGIN)
+            .header(header::CONTENT_TYPE, "application/x-www-form-urlencoded")
+            .body(Body::from(format!(
+                "username={username}&password={password}"
+            )))
+            .expect("request");
+        app.clone().oneshot(request).await.expect("infallible")
+    }
+
+    fn retry_after(response: &Response<Body>) -> Option<u64> {
+        response
+            .headers()
+            .get(header::RETRY_AFTER)?
+            .to_str()
+            .ok()?
+            .parse()
+            .ok()
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn the_throttle_answers_before_the_bound_and_a_saturated_bound_answers_503() {
+        // A clock that stands still: the 1 s waits below do not run out while Argon2 works.
+        let demo = Demo::builder()
+            .clock(std::sync::Arc::new(narvik_core::ManualClock::starting_now()))
+            // Cheap hashes: this is about the order of throttle and bound, not Argon2's cost.
+            .argon2_params(super::Argon2Params::new(64, 1, 1, None).expect("valid"))
+            .origin(ORIGIN)
+            .sign_in_permits(1)
+            .sign_in_wait(std::time::Duration::from_millis(20))
+            .build()
+            .expect("demo");
+        assert_eq!(demo.argon2_memory_bound(), 64 * 1024, "1 permit × 64 KiB");
+        let app = demo.router();
+        for _ in 0..5 {
+            let reply = sign_in(&app, "alice", "wrong").await;
+            assert_eq!(reply.status(), StatusCode::UNAUTHORIZED);
+        }
+
+        let held = demo.checks.hold_all().await;
+        // Every permit taken: a check that is due waits 20 ms, then 503 with Retry-After.
+        let busy = sign_in(&app, "bob", "wrong").await;
+        assert_eq!(busy.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(retry_after(&busy), Some(1));
+        assert!(busy.headers().contains_key("cross-origin-opener-policy"));
+        // A throttled client is refused without reaching the bound at all.
+        let throttled = sign_in(&app, "alice", "wonderland-rabbit").await;
+        assert_eq!(throttled.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(retry_after(&throttled), Some(1));
+        assert!(!throttled.headers().contains_key(header::SET_COOKIE));
+        drop(held);
+
+        // The 503 did not count as a failure: bob still has all five free attempts.
+        for attempt in 0..5 {
+            let reply = sign_in(&app, "bob", "wrong").await;
+            assert_eq!(
+                reply.status(),
+                StatusCode::UNAUTHORIZED,
+                "attempt {attempt}"
+            );
+        }
+        let sixth = sign_in(&app, "bob", "builder-of-things").await;
+        assert_eq!(sixth.status(), StatusCode::TOO_MANY_REQUESTS);
+    }
 
     #[test]
     fn devices_are_described_for_people() {

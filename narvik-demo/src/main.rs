@@ -2,23 +2,31 @@
 
 #![forbid(unsafe_code)]
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use narvik_core::{Clock, SystemClock};
 use narvik_demo::store::{open_store, DEFAULT_STORE};
-use narvik_demo::{Demo, DemoError};
+use narvik_demo::{Demo, DemoError, DEFAULT_SIGN_IN_PERMITS};
 
 const USAGE: &str = "\
 narvik-demo: sign in, see your devices, sign them out.
 
 USAGE: narvik-demo [--port N] [--store SPEC] [--origin URL]... [--secure-cookie]
+                   [--sign-in-permits N] [--trust-x-forwarded-for]
 
   --port N          port on 127.0.0.1 (env NARVIK_DEMO_PORT or PORT; default 3000; 0 = any free)
   --store SPEC      session store: `memory` (default) or a database URL (env NARVIK_DEMO_STORE)
   --origin URL      another origin the browser may use (e.g. an https proxy in front); forms
                     from other origins are refused
-  --secure-cookie   mark the cookie Secure (only when the browser reaches the demo over https)
+  --secure-cookie   mark the cookie Secure and send Strict-Transport-Security (only when the
+                    browser reaches the demo over https)
+  --sign-in-permits N
+                    password checks at once (default 4; each holds 19 MiB of Argon2 memory)
+  --trust-x-forwarded-for
+                    count sign-in failures by the rightmost X-Forwarded-For address (only
+                    behind one reverse proxy that appends it; default: the socket's peer)
 ";
 
 struct Args {
@@ -26,6 +34,8 @@ struct Args {
     store: String,
     origins: Vec<String>,
     secure_cookie: bool,
+    sign_in_permits: usize,
+    trust_x_forwarded_for: bool,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -37,6 +47,8 @@ fn parse_args() -> Result<Args, String> {
         store: std::env::var("NARVIK_DEMO_STORE").unwrap_or_else(|_| DEFAULT_STORE.to_owned()),
         origins: Vec::new(),
         secure_cookie: false,
+        sign_in_permits: DEFAULT_SIGN_IN_PERMITS,
+        trust_x_forwarded_for: false,
     };
     if let Some(port) = env_port {
         args.port = port
@@ -63,6 +75,15 @@ fn parse_args() -> Result<Args, String> {
             "--store" => args.store = value()?,
             "--origin" => args.origins.push(value()?),
             "--secure-cookie" => args.secure_cookie = true,
+            "--sign-in-permits" => {
+                let permits = value()?;
+                args.sign_in_permits = permits
+                    .parse()
+                    .ok()
+                    .filter(|&permits| permits > 0)
+                    .ok_or_else(|| format!("invalid number of permits {permits:?}"))?;
+            }
+            "--trust-x-forwarded-for" => args.trust_x_forwarded_for = true,
             "--help" | "-h" => {
                 print!("{USAGE}");
                 std::process::exit(0);
@@ -99,7 +120,9 @@ async fn run() -> Result<(), DemoError> {
         // The demo is served over plain http. Browsers drop a `Secure` cookie set over http
         // (only `localhost` is exempt, and this prints 127.0.0.1), so sign-in would silently
         // not stick. Off here in development mode only; the library default stays on.
-        .secure_cookie(args.secure_cookie);
+        .secure_cookie(args.secure_cookie)
+        .sign_in_permits(args.sign_in_permits)
+        .trust_x_forwarded_for(args.trust_x_forwarded_for);
     for origin in args.origins {
         builder = builder.origin(origin);
     }
@@ -107,6 +130,11 @@ async fn run() -> Result<(), DemoError> {
 
     println!("narvik demo listening on {url}");
     println!("  store: {}", store_label(&args.store));
+    println!(
+        "  sign-in bound: {} password checks at once, at most {} MiB of Argon2 memory",
+        demo.sign_in_permits(),
+        demo.argon2_memory_bound() / (1024 * 1024)
+    );
     println!("  sign in as:");
     for user in demo.seed_users() {
         println!("    {:<6} / {}", user.username, user.password);
@@ -126,7 +154,11 @@ async fn run() -> Result<(), DemoError> {
         }
     });
 
-    axum::serve(listener, demo.router())
+    // With each connection's peer address: the sign-in throttle counts failures per client.
+    let app = demo
+        .router()
+        .into_make_service_with_connect_info::<SocketAddr>();
+    axum::serve(listener, app)
         .with_graceful_shutdown(async {
             let _ = tokio::signal::ctrl_c().await;
         })

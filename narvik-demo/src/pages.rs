@@ -159,8 +159,15 @@ pub struct DeviceRow<'a> {
     pub current: bool,
 }
 
-/// "Your devices": every live session of the user, each with a sign-out button.
-pub fn devices(viewer: &Viewer<'_>, rows: &[DeviceRow<'_>], notice: Option<&str>) -> String {
+/// "Your devices": every live session of the user, each with a sign-out button, and "sign
+/// out all other devices" behind the user's password. `notice` reports what was done, `error`
+/// why the last request did nothing.
+pub fn devices(
+    viewer: &Viewer<'_>,
+    rows: &[DeviceRow<'_>],
+    notice: Option<&str>,
+    error: Option<&str>,
+) -> String {
     let csrf = escape(viewer.csrf_token);
     let mut body = String::from("<div class=\"card\"><h1>Your devices</h1>");
     if let Some(notice) = notice {
@@ -168,6 +175,13 @@ pub fn devices(viewer: &Viewer<'_>, rows: &[DeviceRow<'_>], notice: Option<&str>
             body,
             "<p class=\"notice\" id=\"notice\">{}</p>",
             escape(notice)
+        );
+    }
+    if let Some(error) = error {
+        let _ = write!(
+            body,
+            "<p class=\"error\" id=\"error\">{}</p>",
+            escape(error)
         );
     }
     body.push_str(
@@ -204,7 +218,9 @@ pub fn devices(viewer: &Viewer<'_>, rows: &[DeviceRow<'_>], notice: Option<&str>
             body,
             "<form method=\"post\" action=\"/devices/sign-out-others\">\
              <input type=\"hidden\" name=\"csrf\" value=\"{csrf}\">\
-             <button class=\"danger\" id=\"sign-out-others\" type=\"submit\">Sign out all other devices</button></form>"
+             <label for=\"others-password\">Your password, to sign out every other device</label>\
+             <input type=\"password\" id=\"others-password\" name=\"password\" autocomplete=\"current-password\" required>\
+             <p><button class=\"danger\" id=\"sign-out-others\" type=\"submit\">Sign out all other devices</button></p></form>"
         );
     } else {
         body.push_str(
@@ -213,6 +229,15 @@ pub fn devices(viewer: &Viewer<'_>, rows: &[DeviceRow<'_>], notice: Option<&str>
     }
     body.push_str("</div>");
     layout("Your devices", Some(viewer), &body)
+}
+
+/// A wait for people: "1 second", "45 seconds", "15 minutes" (rounded up).
+pub fn wait_text(seconds: u64) -> String {
+    match seconds {
+        1 => "1 second".to_owned(),
+        0..120 => format!("{seconds} seconds"),
+        _ => format!("{} minutes", seconds.div_ceil(60)),
+    }
 }
 
 /// A short page for a refused request.
@@ -227,7 +252,17 @@ pub fn message(title: &str, text: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use super::escape;
+    use super::{escape, wait_text};
+
+    #[test]
+    fn waits_read_as_seconds_then_minutes() {
+        assert_eq!(wait_text(1), "1 second");
+        assert_eq!(wait_text(2), "2 seconds");
+        assert_eq!(wait_text(119), "119 seconds");
+        assert_eq!(wait_text(120), "2 minutes");
+        assert_eq!(wait_text(900), "15 minutes");
+        assert_eq!(wait_text(901), "16 minutes");
+    }
 
     #[test]
     fn escaping_covers_markup_and_attribute_quotes() {

@@ -49,9 +49,9 @@ pub async fn open_store(spec: &str) -> Result<Arc<dyn SessionStore>, DemoError> 
 
 #[cfg(feature = "postgres")]
 async fn postgres(url: &str) -> Result<Arc<dyn SessionStore>, DemoError> {
-    use narvik_postgres::{sqlx::PgPool, PostgresStore};
-    let pool = PgPool::connect(url).await?;
-    let store = PostgresStore::builder(pool).build()?;
+    use narvik_postgres::PostgresStore;
+    // The store's own pool: connect and acquire bounded at 2 s, not sqlx's 30 s.
+    let store = PostgresStore::connect(url).await?;
     store.migrate().await?;
     Ok(Arc::new(store))
 }

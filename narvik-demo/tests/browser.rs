@@ -254,6 +254,18 @@ impl Browser {
         );
     }
 
+    /// Types `password` into the confirmation field and clicks "Sign out all other devices".
+    async fn sign_out_others(&self, password: &str) {
+        self.client
+            .find(Locator::Id("others-password"))
+            .await
+            .expect("the password field of sign out all other devices")
+            .send_keys(password)
+            .await
+            .expect("typing");
+        self.click("#sign-out-others").await;
+    }
+
     /// The session cookie as the browser keeps it, if it keeps one.
     async fn session_cookie(&self) -> Option<fantoccini::cookies::Cookie<'static>> {
         self.client
@@ -275,6 +287,11 @@ impl Browser {
     /// The rows of the devices page: (is this device, expires at).
     async fn device_rows(&self) -> Vec<(bool, OffsetDateTime)> {
         self.wait_for_path("/devices").await;
+        self.rows_on_page().await
+    }
+
+    /// The device rows of the page the browser shows now, wherever it is.
+    async fn rows_on_page(&self) -> Vec<(bool, OffsetDateTime)> {
         let mut rows = Vec::new();
         for row in self
             .client
@@ -476,8 +493,28 @@ async fn scenario(
     assert_png(&written);
     println!("devices page screenshot: {}", shot.display());
 
-    // The first signs out all other devices.
-    first.click("#sign-out-others").await;
+    // "Sign out all other devices" asks for the password: a wrong one signs no one out.
+    first.sign_out_others("not-the-password").await;
+    let error = first
+        .client
+        .wait()
+        .at_most(StdDuration::from_secs(10))
+        .for_element(Locator::Id("error"))
+        .await
+        .expect("an error message");
+    assert_eq!(
+        error.text().await.expect("text"),
+        "Wrong password: no device was signed out."
+    );
+    assert_eq!(
+        first.path().await,
+        "/devices/sign-out-others",
+        "the refusal is shown where the form was sent"
+    );
+    assert_eq!(first.rows_on_page().await.len(), 2, "both still signed in");
+
+    // With the password, the first signs out all other devices.
+    first.sign_out_others(password).await;
     let rows = first.device_rows().await;
     assert_eq!(rows.len(), 1, "only this device is left");
     assert!(first.text().await.contains("Signed out 1 other device."));

@@ -188,7 +188,7 @@ async fn forged_and_cross_site_forms_change_nothing() {
     assert_eq!(reply.location.as_deref(), Some("/sign-in"));
     assert_eq!(
         reply.set_cookie.as_deref(),
-        Some("narvik_session=; Max-Age=0; Path=/; SameSite=Lax; Secure; HttpOnly")
+        Some("__Host-narvik_session=; Max-Age=0; Path=/; SameSite=Lax; Secure; HttpOnly")
     );
     let after = send(&app, get("/devices", &alice)).await;
     assert_eq!(after.location.as_deref(), Some("/sign-in"));

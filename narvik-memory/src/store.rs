@@ -1,15 +1,19 @@
-//! The store: id shards that each carry their own expiry index, and a sharded per-user index.
+//! The store: id shards (each a slab of one-allocation records with its own id and expiry
+//! indexes) and a sharded per-user index.
 
-use std::collections::hash_map::RandomState;
-use std::collections::{BTreeSet, HashMap, HashSet};
 use std::hash::BuildHasher;
-use std::sync::{Arc, PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::num::NonZeroU64;
+use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use narvik_core::{
-    Capabilities, Error, ExpiredFetch, Result, SessionData, SessionRecord, SessionStore,
-};
+use narvik_core::{Capabilities, Error, ExpiredFetch, Result, SessionRecord, SessionStore};
 use time::OffsetDateTime;
+
+use crate::id::Id;
+use crate::record::{hash_id, Record, User};
+use crate::shard::{IdHasher, Shard};
+use crate::users::{UserHasher, UserShard};
 
 /// How many id shards (and user-index shards) a store has unless told otherwise. Enough that
 /// 64 tasks on a many-core machine rarely meet on one lock; small enough that the expired purge,
@@ -19,50 +23,14 @@ pub const DEFAULT_SHARDS: usize = 64;
 /// The most shards [`MemoryStore::with_shards`] makes; larger requests are lowered to it.
 pub const MAX_SHARDS: usize = 1 << 16;
 
-/// A session record as one shard keeps it. The id and user id are shared (`Arc<str>`) with the
-/// indexes, so an index entry costs a pointer, not a copy of the string.
-#[derive(Debug)]
-struct Entry {
-    id: Arc<str>,
-    user_id: Arc<str>,
-    expires_at: OffsetDateTime,
-    created_at: OffsetDateTime,
-    data: SessionData,
-}
-
-impl Entry {
-    /// The record as a fetch returns it. `id` is the caller's copy of the id (equal to
-    /// `self.id`), already in cache, unlike the shared one.
-    fn to_record(&self, id: &str) -> SessionRecord {
-        SessionRecord {
-            id: id.to_owned(),
-            user_id: String::from(&*self.user_id),
-            expires_at: self.expires_at,
-            created_at: self.created_at,
-            // Shared, not copied: the engine decodes the typed data from it, which is the
-            // one copy of the data a validation makes.
-            data: self.data.clone(),
-        }
-    }
-}
-
-/// One id shard: its records and the expiry index of exactly those records, under one lock,
-/// so the two can never disagree.
-#[derive(Debug, Default)]
-struct Shard {
-    records: HashMap<Arc<str>, Entry, IdHasher>,
-    expiry: BTreeSet<(OffsetDateTime, Arc<str>)>,
-}
-
 /// How many expired records a purge removes per write lock of a shard.
 const PURGE_BATCH: usize = 1_024;
 
-/// The hash of the id shards: keyed per store (and per shard map), and several times faster than
-/// SipHash on a 64-character id.
-type IdHasher = foldhash::fast::RandomState;
-
-/// One shard of the per-user index: user id -> ids of that user's sessions.
-type UserShard = HashMap<Arc<str>, HashSet<Arc<str>>>;
+/// A lock on its own cache lines, so that readers of one shard never slow down those of its
+/// neighbour by writing to the lock word.
+#[derive(Debug, Default)]
+#[repr(align(128))]
+struct Padded<T>(T);
 
 /// An in-process [`SessionStore`]: sharded, indexed by user and by expiry, safe to share
 /// between any number of tasks and threads. See the crate documentation for the design.
@@ -79,10 +47,10 @@ type UserShard = HashMap<Arc<str>, HashSet<Arc<str>>>;
 /// # Ok(()) }
 /// ```
 pub struct MemoryStore {
-    shards: Box<[RwLock<Shard>]>,
-    users: Box<[RwLock<UserShard>]>,
+    shards: Box<[Padded<RwLock<Shard>>]>,
+    users: Box<[Padded<RwLock<UserShard>>]>,
     id_hasher: IdHasher,
-    user_hasher: RandomState,
+    user_hasher: UserHasher,
 }
 
 impl std::fmt::Debug for MemoryStore {
@@ -111,6 +79,44 @@ fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
 
+/// `at` in Unix milliseconds, rounded down: the precision every narvik store keeps (the engine
+/// only makes whole milliseconds). For a `now`, rounding down changes no decision against a
+/// whole-millisecond expiry: `now < expires_at` exactly when `floor(now) < expires_at`.
+fn millis(at: OffsetDateTime) -> i64 {
+    // An OffsetDateTime spans ±9999 years: its milliseconds always fit in an i64.
+    at.unix_timestamp() * 1_000 + i64::from(at.millisecond())
+}
+
+/// The time of a Unix millisecond that [`millis`] made.
+fn time_of(ms: i64) -> OffsetDateTime {
+    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
+        .and_then(|at| at.replace_millisecond(ms.rem_euclid(1_000) as u16))
+        // Never taken: `ms` came from an OffsetDateTime, so it is in range.
+        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
+}
+
+/// The wall clock in Unix milliseconds, rounded down, without calendar arithmetic: the clock
+/// of the two decisions the required calls make by themselves.
+fn wall_millis() -> i64 {
+    match SystemTime::now().duration_since(UNIX_EPOCH) {
+        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
+        Err(before) => {
+            let before = before.duration().as_nanos().div_ceil(1_000_000);
+            -i64::try_from(before).unwrap_or(i64::MAX)
+        }
+    }
+}
+
+/// A slot's key in the per-user index (and a user's handle in a record): the shard's number
+/// and the slot's.
+fn key(shard: usize, slot: u32) -> u64 {
+    ((shard as u64) << 32) | u64::from(slot)
+}
+
+fn split(key: u64) -> (usize, u32) {
+    ((key >> 32) as usize, key as u32)
+}
+
 impl MemoryStore {
     /// What this store declares through [`SessionStore::capabilities`]: every optional call,
     /// an exact purge count, records saved already expired kept (and counted by the next
@@ -135,10 +141,10 @@ impl MemoryStore {
     pub fn with_shards(shards: usize) -> Self {
         let count = shards.clamp(1, MAX_SHARDS).next_power_of_two();
         Self {
-            shards: (0..count).map(|_| RwLock::default()).collect(),
-            users: (0..count).map(|_| RwLock::default()).collect(),
+            shards: (0..count).map(|_| Padded::default()).collect(),
+            users: (0..count).map(|_| Padded::default()).collect(),
             id_hasher: IdHasher::default(),
-            user_hasher: RandomState::new(),
+            user_hasher: UserHasher::new(),
         }
     }
 
@@ -149,162 +155,224 @@ impl MemoryStore {
 
     /// How many records the store holds, including expired ones not yet purged.
     pub fn len(&self) -> usize {
-        self.shards
-            .iter()
-            .map(|shard| read(shard).records.len())
-            .sum()
+        self.shards.iter().map(|shard| read(&shard.0).len()).sum()
     }
 
     /// Whether the store holds no record at all.
     pub fn is_empty(&self) -> bool {
-        self.shards
-            .iter()
-            .all(|shard| read(shard).records.is_empty())
+        self.shards.iter().all(|shard| read(&shard.0).len() == 0)
     }
 
-    // The shard counts are powers of two, so masking a hash picks a shard uniformly.
-    fn shard(&self, session_id: &str) -> &RwLock<Shard> {
-        let hash = self.id_hasher.hash_one(session_id) as usize;
-        &self.shards[hash & (self.shards.len() - 1)]
+    /// The form of `id`, its hash, and the number of its shard.
+    fn locate<'a>(&self, id: &'a str) -> (Id<'a>, NonZeroU64, usize) {
+        let form = Id::of(id);
+        let hash = hash_id(&self.id_hasher, &form);
+        (form, hash, Self::pick(hash.get(), self.shards.len()))
     }
 
-    fn user_shard(&self, user_id: &str) -> &RwLock<UserShard> {
-        let hash = self.user_hasher.hash_one(user_id) as usize;
-        &self.users[hash & (self.users.len() - 1)]
+    /// A shard for `hash`, from its middle bits: a shard's hash table uses the low ones and
+    /// the top seven.
+    fn pick(hash: u64, shards: usize) -> usize {
+        (hash >> 32) as usize & (shards - 1)
+    }
+
+    fn user_hash(&self, user_id: &str) -> u64 {
+        self.user_hasher.hash_one(user_id)
+    }
+
+    fn user_shard(&self, hash: u64) -> &RwLock<UserShard> {
+        &self.users[Self::pick(hash, self.users.len())].0
+    }
+
+    /// The user id of `record`, read from the user index when the record holds a handle.
+    fn user_of(&self, record: &Record) -> Option<String> {
+        match record.user() {
+            User::Inline(user) => Some(user.to_owned()),
+            User::Handle(handle) => {
+                let (shard, slot) = split(handle);
+                read(&self.users.get(shard)?.0)
+                    .name(slot)
+                    .map(str::to_owned)
+            }
+        }
+    }
+
+    /// Whether `record` belongs to `user_id`.
+    fn is_users(&self, record: &Record, user_id: &str) -> bool {
+        match record.user() {
+            User::Inline(user) => user == user_id,
+            User::Handle(handle) => {
+                let (shard, slot) = split(handle);
+                self.users
+                    .get(shard)
+                    .is_some_and(|lock| read(&lock.0).name(slot) == Some(user_id))
+            }
+        }
+    }
+
+    /// The record a fetch or a listing returns.
+    fn to_record(&self, shard: &Shard, id: String, record: &Record) -> Option<SessionRecord> {
+        Some(SessionRecord {
+            id,
+            user_id: self.user_of(record)?,
+            expires_at: time_of(record.expires_ms()),
+            created_at: time_of(record.created_ms()),
+            data: shard.data(record),
+        })
     }
 
     /// Inserts `record` unless its id exists.
     ///
     /// Lock order everywhere: an id shard first, then a user shard; never the other way
-    /// round, and never two shards of one kind at once. Every change to the user index for an
-    /// id happens while that id's shard is write-locked, so the index and the records change
-    /// together.
+    /// round, and never two shards of one kind at once. Every change to the user index for a
+    /// slot happens while that slot's shard is write-locked, so the index and the records
+    /// change together.
     fn insert(&self, record: &SessionRecord) -> Result<()> {
-        // Copies are made before any lock is taken, to keep the critical section short.
-        let id: Arc<str> = Arc::from(record.id.as_str());
-        let data = record.data.clone();
-        let mut shard = write(self.shard(&record.id));
-        if shard.records.contains_key(record.id.as_str()) {
+        // The record is built, in its one allocation, before any lock is taken.
+        let json = record.data.to_json_text()?;
+        let (form, hash, index) = self.locate(&record.id);
+        let mut built = Record::new(
+            form,
+            &record.user_id,
+            millis(record.expires_at),
+            millis(record.created_at),
+            (json != "null").then_some(&*json),
+        )
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "narvik-memory holds session ids of less than 2 GiB, not {} bytes",
+                record.id.len()
+            ))
+        })?;
+        let user_hash = self.user_hash(&record.user_id);
+        let user_shard = Self::pick(user_hash, self.users.len());
+        let mut shard = write(&self.shards[index].0);
+        if shard.find(&form, hash).is_some() {
             return Err(Error::DuplicateId);
         }
-        let user_id = {
-            let mut users = write(self.user_shard(&record.user_id));
-            let user_id = match users.get_key_value(record.user_id.as_str()) {
-                Some((user_id, _)) => Arc::clone(user_id),
-                None => Arc::from(record.user_id.as_str()),
-            };
-            users
-                .entry(Arc::clone(&user_id))
-                .or_default()
-                .insert(Arc::clone(&id));
-            user_id
-        };
-        shard.expiry.insert((record.expires_at, Arc::clone(&id)));
-        shard.records.insert(
-            Arc::clone(&id),
-            Entry {
-                id,
-                user_id,
-                expires_at: record.expires_at,
-                created_at: record.created_at,
-                data,
-            },
+        let slot = shard.next_slot()?;
+        let user_slot = write(&self.users[user_shard].0).add(
+            user_hash,
+            &record.user_id,
+            key(index, slot),
+            &self.user_hasher,
         );
+        // Only a record whose user id is too long to hold inline keeps the handle.
+        built.set_handle(key(user_shard, user_slot));
+        shard.insert(hash, built);
         Ok(())
     }
 
-    /// The record with this id unless it is missing or expired at `now`.
-    fn get(&self, session_id: &str, now: OffsetDateTime) -> Option<SessionRecord> {
-        let shard = read(self.shard(session_id));
-        shard
-            .records
-            .get(session_id)
-            .filter(|entry| now < entry.expires_at)
-            .map(|entry| entry.to_record(session_id))
+    /// The record with this id unless it is missing or expired at `now_ms`.
+    fn get(&self, session_id: &str, now_ms: i64) -> Option<SessionRecord> {
+        let (form, hash, index) = self.locate(session_id);
+        let shard = read(&self.shards[index].0);
+        let record = shard
+            .find(&form, hash)
+            .filter(|record| now_ms < record.expires_ms())?;
+        self.to_record(&shard, session_id.to_owned(), record)
     }
 
-    /// Moves the expiry of a record live at `now`. A record expired at `now` is as good as
-    /// missing: it keeps its old expiry and is never revived.
-    fn set_expiry(&self, session_id: &str, expires_at: OffsetDateTime, now: OffsetDateTime) {
-        let mut guard = write(self.shard(session_id));
-        let shard = &mut *guard;
-        let Some(entry) = shard.records.get_mut(session_id) else {
-            // Missing or deleted: never recreate it (an extension racing a logout).
+    /// Moves the expiry of a record live at `now_ms`. A record expired at `now_ms` is as good
+    /// as missing: it keeps its old expiry and is never revived.
+    fn set_expiry(&self, session_id: &str, expires_ms: i64, now_ms: i64) {
+        let (form, hash, index) = self.locate(session_id);
+        let mut shard = write(&self.shards[index].0);
+        // Missing or deleted: never recreate it (an extension racing a logout).
+        let Some((slot, old)) = shard
+            .find(&form, hash)
+            .map(|record| (record.slot(), record.expires_ms()))
+        else {
             return;
         };
-        if entry.expires_at <= now || entry.expires_at == expires_at {
+        if old <= now_ms || old == expires_ms {
             return;
         }
-        shard
-            .expiry
-            .remove(&(entry.expires_at, Arc::clone(&entry.id)));
-        shard.expiry.insert((expires_at, Arc::clone(&entry.id)));
-        entry.expires_at = expires_at;
+        shard.set_expiry(slot, expires_ms);
     }
 
-    /// Removes `session_id` from a write-locked shard and from every index.
-    /// `only_if_user`, when given, keeps a record that now belongs to someone else (an id
-    /// deleted and saved again for another user while a per-user delete was running).
-    fn unlink(&self, shard: &mut Shard, session_id: &str, only_if_user: Option<&str>) -> bool {
+    /// Removes the record in `slot` of the write-locked shard `index` from every index.
+    /// `only_if_user`, when given, keeps a record that belongs to someone else (a slot freed
+    /// and filled again for another user while a per-user delete was running).
+    fn unlink(
+        &self,
+        index: usize,
+        shard: &mut Shard,
+        slot: u32,
+        only_if_user: Option<&str>,
+    ) -> bool {
         if let Some(user_id) = only_if_user {
-            match shard.records.get(session_id) {
-                Some(entry) if &*entry.user_id == user_id => {}
-                _ => return false,
+            if !shard
+                .get(slot)
+                .is_some_and(|record| self.is_users(record, user_id))
+            {
+                return false;
             }
         }
-        let Some(entry) = shard.records.remove(session_id) else {
+        let Some(record) = shard.remove(slot) else {
             return false;
         };
-        shard
-            .expiry
-            .remove(&(entry.expires_at, Arc::clone(&entry.id)));
-        self.unindex_user(&entry);
+        self.unindex_user(&record, key(index, slot));
         true
     }
 
-    fn unindex_user(&self, entry: &Entry) {
-        let mut users = write(self.user_shard(&entry.user_id));
-        if let Some(ids) = users.get_mut(&*entry.user_id) {
-            ids.remove(&*entry.id);
-            if ids.is_empty() {
-                users.remove(&*entry.user_id);
+    fn unindex_user(&self, record: &Record, key: u64) {
+        match record.user() {
+            User::Inline(user) => {
+                let hash = self.user_hash(user);
+                write(self.user_shard(hash)).remove(hash, user, key);
+            }
+            User::Handle(handle) => {
+                let (shard, slot) = split(handle);
+                if let Some(lock) = self.users.get(shard) {
+                    write(&lock.0).remove_at(slot, key, &self.user_hasher);
+                }
             }
         }
     }
 
     fn remove(&self, session_id: &str) {
-        let mut shard = write(self.shard(session_id));
-        self.unlink(&mut shard, session_id, None);
+        let (form, hash, index) = self.locate(session_id);
+        let mut shard = write(&self.shards[index].0);
+        if let Some(slot) = shard.find(&form, hash).map(Record::slot) {
+            self.unlink(index, &mut shard, slot, None);
+        }
     }
 
-    /// The ids the user index holds for `user_id`: a snapshot, read without any id shard
+    /// The keys the user index holds for `user_id`: a snapshot, read without any id shard
     /// locked (the index lock is released before a shard is touched, keeping the lock order).
-    fn ids_of_user(&self, user_id: &str) -> Vec<Arc<str>> {
-        read(self.user_shard(user_id))
-            .get(user_id)
-            .map(|ids| ids.iter().cloned().collect())
+    fn keys_of_user(&self, user_id: &str) -> Vec<u64> {
+        let hash = self.user_hash(user_id);
+        read(self.user_shard(hash))
+            .keys(hash, user_id)
+            .map(|(_, keys)| keys)
             .unwrap_or_default()
     }
 
-    fn live_for_user(&self, user_id: &str, now: OffsetDateTime) -> Vec<SessionRecord> {
-        self.ids_of_user(user_id)
-            .iter()
-            .filter_map(|id| {
-                let shard = read(self.shard(id));
-                shard
-                    .records
-                    .get(&**id)
-                    .filter(|entry| &*entry.user_id == user_id && now < entry.expires_at)
-                    .map(|entry| entry.to_record(id))
+    fn live_for_user(&self, user_id: &str, now_ms: i64) -> Vec<SessionRecord> {
+        self.keys_of_user(user_id)
+            .into_iter()
+            .filter_map(|key| {
+                let (index, slot) = split(key);
+                let shard = read(&self.shards.get(index)?.0);
+                // Re-checked: the slot may have been freed, or filled again for someone else.
+                let record = shard.get(slot).filter(|record| {
+                    now_ms < record.expires_ms() && self.is_users(record, user_id)
+                })?;
+                self.to_record(&shard, record.id_string(), record)
             })
             .collect()
     }
 
     fn remove_for_user(&self, user_id: &str) -> u64 {
         let mut removed = 0;
-        for id in self.ids_of_user(user_id) {
-            let mut shard = write(self.shard(&id));
-            removed += u64::from(self.unlink(&mut shard, &id, Some(user_id)));
+        for key in self.keys_of_user(user_id) {
+            let (index, slot) = split(key);
+            let Some(lock) = self.shards.get(index) else {
+                continue;
+            };
+            let mut shard = write(&lock.0);
+            removed += u64::from(self.unlink(index, &mut shard, slot, Some(user_id)));
         }
         removed
     }
@@ -313,31 +381,32 @@ impl MemoryStore {
     /// expiry index from its earliest entry until it reaches a live one, so the work is the
     /// number of expired records plus one look per shard.
     pub fn purge_expired_at(&self, now: OffsetDateTime) -> u64 {
+        let now_ms = millis(now);
         let mut purged = 0;
-        for lock in self.shards.iter() {
+        for (index, lock) in self.shards.iter().enumerate() {
+            let lock = &lock.0;
             loop {
                 // A read lock first, so shards with nothing due never block their readers.
                 let due = read(lock)
                     .expiry
                     .first()
-                    .is_some_and(|(expires_at, _)| *expires_at <= now);
+                    .is_some_and(|(expires_ms, _)| *expires_ms <= now_ms);
                 if !due {
                     break;
                 }
-                let mut guard = write(lock);
-                let shard = &mut *guard;
+                let mut shard = write(lock);
                 // At most PURGE_BATCH records per write lock: a mass expiry never stalls the
                 // shard's readers for long.
                 for _ in 0..PURGE_BATCH {
                     match shard.expiry.first() {
-                        Some((expires_at, _)) if *expires_at <= now => {}
+                        Some((expires_ms, _)) if *expires_ms <= now_ms => {}
                         _ => break,
                     }
-                    let Some((_, id)) = shard.expiry.pop_first() else {
+                    let Some((_, slot)) = shard.expiry.pop_first() else {
                         break;
                     };
-                    if let Some(entry) = shard.records.remove(&*id) {
-                        self.unindex_user(&entry);
+                    if let Some(record) = shard.take(slot) {
+                        self.unindex_user(&record, key(index, slot));
                         purged += 1;
                     }
                 }
@@ -349,42 +418,56 @@ impl MemoryStore {
     /// The user and expiry of a record, expired or not.
     #[cfg(test)]
     pub(crate) fn raw_entry(&self, session_id: &str) -> Option<(String, OffsetDateTime)> {
-        read(self.shard(session_id))
-            .records
-            .get(session_id)
-            .map(|entry| (entry.user_id.to_string(), entry.expires_at))
+        let (form, hash, index) = self.locate(session_id);
+        let shard = read(&self.shards[index].0);
+        let record = shard.find(&form, hash)?;
+        Some((self.user_of(record)?, time_of(record.expires_ms())))
     }
 
+    /// Checks that the records and every index describe the same set of sessions, that each
+    /// record sits in the shard its id hashes to, and that a record holds its user id inline
+    /// when short and otherwise the handle of the user index's one copy.
     #[cfg(test)]
-    /// Checks that the records and both indexes describe the same set of sessions.
     pub(crate) fn assert_consistent(&self) {
-        let mut by_user: HashMap<String, HashSet<String>> = HashMap::new();
-        for lock in self.shards.iter() {
-            let shard = read(lock);
-            assert_eq!(shard.records.len(), shard.expiry.len(), "expiry index size");
-            for (key, entry) in &shard.records {
-                assert_eq!(key, &entry.id);
-                assert!(
-                    shard
-                        .expiry
-                        .contains(&(entry.expires_at, Arc::clone(&entry.id))),
-                    "record {} missing from the expiry index",
-                    entry.id
+        use std::collections::{HashMap, HashSet};
+
+        use crate::record::INLINE_USER;
+
+        let mut handles: HashMap<String, u64> = HashMap::new();
+        let mut indexed: HashMap<String, HashSet<u64>> = HashMap::new();
+        for (index, lock) in self.users.iter().enumerate() {
+            for (slot, user, keys) in read(&lock.0).entries(&self.user_hasher) {
+                assert_eq!(
+                    Self::pick(self.user_hash(&user), self.users.len()),
+                    index,
+                    "user {user} in the wrong user shard"
                 );
-                by_user
-                    .entry(entry.user_id.to_string())
-                    .or_default()
-                    .insert(entry.id.to_string());
+                assert!(!keys.is_empty(), "empty key set kept for user {user}");
+                indexed.insert(user.clone(), keys.into_iter().collect());
+                handles.insert(user, key(index, slot));
             }
         }
-        let mut indexed: HashMap<String, HashSet<String>> = HashMap::new();
-        for lock in self.users.iter() {
-            for (user_id, ids) in read(lock).iter() {
-                assert!(!ids.is_empty(), "empty id set kept for user {user_id}");
-                indexed.insert(
-                    user_id.to_string(),
-                    ids.iter().map(|id| id.to_string()).collect(),
+        let mut by_user: HashMap<String, HashSet<u64>> = HashMap::new();
+        for (index, lock) in self.shards.iter().enumerate() {
+            let shard = read(&lock.0);
+            shard.assert_consistent(&self.id_hasher);
+            for record in shard.records() {
+                let (id, slot) = (record.id_string(), record.slot());
+                assert_eq!(self.locate(&id).2, index, "record {id} in the wrong shard");
+                let user = self
+                    .user_of(record)
+                    .expect("the user of a record is indexed");
+                let handle = handles.get(&user).copied();
+                assert!(
+                    handle.is_some(),
+                    "user {user} of {id} missing from the user index"
                 );
+                if user.len() <= INLINE_USER {
+                    assert_eq!(record.user(), User::Inline(&user));
+                } else {
+                    assert_eq!(record.user(), User::Handle(handle.unwrap_or_default()));
+                }
+                by_user.entry(user).or_default().insert(key(index, slot));
             }
         }
         assert_eq!(by_user, indexed, "user index disagrees with the records");
@@ -408,7 +491,7 @@ impl SessionStore for MemoryStore {
 
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         // The required calls carry no `now`: the wall clock decides (DESIGN 2.12).
-        Ok(self.get(session_id, OffsetDateTime::now_utc()))
+        Ok(self.get(session_id, wall_millis()))
     }
 
     async fn update_session_expiry(
@@ -417,7 +500,7 @@ impl SessionStore for MemoryStore {
         expires_at: OffsetDateTime,
     ) -> Result<()> {
         // Read before the lock, so the critical section stays a few map operations long.
-        self.set_expiry(session_id, expires_at, OffsetDateTime::now_utc());
+        self.set_expiry(session_id, millis(expires_at), wall_millis());
         Ok(())
     }
 
@@ -431,7 +514,7 @@ impl SessionStore for MemoryStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>> {
-        Ok(self.live_for_user(user_id, now))
+        Ok(self.live_for_user(user_id, millis(now)))
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {

@@ -7,7 +7,9 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use narvik_core::{Capabilities, Error, ExpiredCount, ExpiredFetch, SessionRecord, SessionStore};
+use narvik_core::{
+    Capabilities, Error, ExpiredCount, ExpiredFetch, SessionData, SessionRecord, SessionStore,
+};
 use serde_json::json;
 use time::{Duration, OffsetDateTime};
 
@@ -568,6 +570,259 @@ async fn delete_racing_update_and_purge_never_resurrects() {
             "round {round}"
         );
     }
+    assert!(store.is_empty());
+    store.assert_consistent();
+}
+
+/// A canonical id (64 lowercase hex digits) is kept as 32 bytes, every other id as its text;
+/// near twins of a canonical id (upper case, a space, one digit short or long) stay distinct
+/// records, each fetched, listed and deleted under its exact id.
+#[tokio::test]
+async fn canonical_ids_and_their_text_twins_stay_distinct() {
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let canonical = narvik_core::token::session_id_from_token("abcdefghijklmnopqrstuvwxyz234567");
+    let twins = [
+        canonical.clone(),
+        canonical.to_uppercase(),
+        format!("{canonical} "),
+        canonical[..63].to_owned(),
+        format!("{canonical}0"),
+        format!("{}é", &canonical[..62]),
+    ];
+    for (n, id) in twins.iter().enumerate() {
+        let mut saved = record(id, "alice", now + Duration::hours(1));
+        saved.data = json!({ "n": n }).into();
+        store.save_session(&saved).await.expect("save");
+    }
+    assert!(matches!(
+        store
+            .save_session(&record(&canonical, "bob", now + Duration::hours(1)))
+            .await,
+        Err(Error::DuplicateId)
+    ));
+    for (n, id) in twins.iter().enumerate() {
+        let fetched = store
+            .fetch_session(id)
+            .await
+            .expect("fetch")
+            .expect("saved");
+        assert_eq!(&fetched.id, id);
+        assert_eq!(fetched.data, json!({ "n": n }));
+    }
+    let mut listed: Vec<String> = store
+        .fetch_sessions_for_user("alice", now)
+        .await
+        .expect("list")
+        .into_iter()
+        .map(|record| record.id)
+        .collect();
+    listed.sort_unstable();
+    let mut expected = twins.to_vec();
+    expected.sort_unstable();
+    assert_eq!(listed, expected);
+    store.delete_session(&canonical).await.expect("delete");
+    assert_eq!(store.fetch_session(&canonical).await.expect("fetch"), None);
+    assert!(store
+        .fetch_session(&twins[1])
+        .await
+        .expect("fetch")
+        .is_some());
+    assert_eq!(store.len(), twins.len() - 1);
+    store.assert_consistent();
+}
+
+/// User ids longer than a record holds inline are kept once, in the user index, and records
+/// hold a handle to that copy: fetch, listing and per-user delete resolve it, and a handle
+/// freed by one long user and taken by another never mixes their sessions up.
+#[tokio::test]
+async fn long_user_ids_are_kept_once_and_never_mixed_up() {
+    // One user shard, so that the second long user takes the first one's freed slot.
+    let store = MemoryStore::with_shards(1);
+    let now = wall_now();
+    let later = now + Duration::hours(1);
+    let first = format!("{}-first", "ü".repeat(100));
+    let second = format!("{}-second", "x".repeat(300));
+    for n in 0..50 {
+        store
+            .save_session(&record(&format!("f{n}"), &first, later))
+            .await
+            .expect("save");
+    }
+    store.assert_consistent();
+    let fetched = store
+        .fetch_session("f7")
+        .await
+        .expect("fetch")
+        .expect("saved");
+    assert_eq!(fetched.user_id, first);
+    assert_eq!(
+        store
+            .fetch_sessions_for_user(&first, now)
+            .await
+            .expect("list")
+            .len(),
+        50
+    );
+    // A listing taken now, replayed after the first user is gone and the second has taken
+    // its slots, must not show the second user's sessions.
+    store
+        .delete_sessions_for_user(&first)
+        .await
+        .expect("delete");
+    assert!(store.is_empty());
+    for n in 0..50 {
+        store
+            .save_session(&record(&format!("s{n}"), &second, later))
+            .await
+            .expect("save");
+    }
+    assert!(store
+        .fetch_sessions_for_user(&first, now)
+        .await
+        .expect("list")
+        .is_empty());
+    let listed = store
+        .fetch_sessions_for_user(&second, now)
+        .await
+        .expect("list");
+    assert_eq!(listed.len(), 50);
+    assert!(listed.iter().all(|record| record.user_id == second));
+    store
+        .delete_sessions_for_user(&first)
+        .await
+        .expect("delete");
+    assert_eq!(store.len(), 50, "deleting the first user spares the second");
+    store.assert_consistent();
+    assert_eq!(store.purge_expired_at(later), 50);
+    assert!(store.is_empty());
+    store.assert_consistent();
+}
+
+/// Times are kept to the millisecond, the precision of every narvik store, across the whole
+/// range of `OffsetDateTime`, before 1970 too; a finer part is dropped, as the other stores do.
+#[tokio::test]
+async fn times_are_kept_to_the_millisecond_over_the_whole_range() {
+    use time::macros::datetime;
+
+    let store = MemoryStore::new();
+    let far = datetime!(9999-12-31 23:59:59.999 UTC);
+    let mut saved = record("far", "alice", far);
+    saved.created_at = datetime!(-9999-01-01 0:00:00.001 UTC);
+    store.save_session(&saved).await.expect("save");
+    assert_eq!(
+        store.fetch_session("far").await.expect("fetch"),
+        Some(saved)
+    );
+
+    let mut early = record("early", "alice", datetime!(1969-12-31 23:59:59.999 UTC));
+    early.created_at = datetime!(1960-06-15 12:00:00.5 +02:00);
+    store.save_session(&early).await.expect("save");
+    let listed = store
+        .fetch_sessions_for_user("alice", datetime!(1969-12-31 23:59:59.998 UTC))
+        .await
+        .expect("list");
+    let listed = listed.iter().find(|r| r.id == "early").expect("live then");
+    assert_eq!(listed.expires_at, early.expires_at);
+    assert_eq!(listed.created_at, early.created_at, "the same instant");
+
+    let fine = wall_now() + Duration::hours(1);
+    let mut sub_ms = record("fine", "alice", fine + Duration::nanoseconds(999_999));
+    sub_ms.created_at = fine + Duration::microseconds(1);
+    store.save_session(&sub_ms).await.expect("save");
+    let fetched = store
+        .fetch_session("fine")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!((fetched.expires_at, fetched.created_at), (fine, fine));
+    store.assert_consistent();
+}
+
+/// Data is kept as its compact JSON text and handed out as text (the engine decodes the
+/// application's type straight from it); `null` is kept as nothing and handed out shared; text
+/// a caller saved as it was is returned as it was.
+#[tokio::test]
+async fn data_is_kept_as_compact_json_text() {
+    let store = MemoryStore::new();
+    let later = wall_now() + Duration::hours(1);
+    let value = json!({ "b": [1, -2.5, null, "ü\"\\"], "a": { "n": u64::MAX, "f": 0.1 } });
+    let mut saved = record("value", "alice", later);
+    saved.data = value.clone().into();
+    store.save_session(&saved).await.expect("save");
+    let fetched = store
+        .fetch_session("value")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert!(
+        matches!(
+            fetched.data.to_json_text(),
+            Ok(std::borrow::Cow::Borrowed(_))
+        ),
+        "handed out as text, not as a parsed tree"
+    );
+    assert_eq!(
+        fetched.data.to_json_text().expect("text"),
+        serde_json::to_string(&value).expect("json")
+    );
+    assert_eq!(fetched.data, value);
+
+    let mut null = record("null", "alice", later);
+    null.data = SessionData::default();
+    store.save_session(&null).await.expect("save");
+    let fetched = store
+        .fetch_session("null")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(fetched.data, serde_json::Value::Null);
+    assert_eq!(fetched.data.decode::<()>().ok(), Some(()));
+
+    let spaced = r#"{ "kept" : "as it was" }"#;
+    let mut text = record("text", "alice", later);
+    text.data = SessionData::from_json_text(spaced);
+    store.save_session(&text).await.expect("save");
+    let fetched = store
+        .fetch_session("text")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(fetched.data.to_json_text().expect("text"), spaced);
+    store.assert_consistent();
+}
+
+/// Slots freed by deletes and purges are reused, and the indexes stay exact through it.
+#[tokio::test]
+async fn freed_slots_are_reused_and_indexes_stay_exact() {
+    let store = MemoryStore::with_shards(2);
+    let now = wall_now();
+    for round in 0..4i64 {
+        for n in 0..700i64 {
+            let id = format!("{:064x}", round * 1_000 + n);
+            let user = format!("u{}", n % 13);
+            store
+                .save_session(&record(&id, &user, now + Duration::minutes(n % 3 + round)))
+                .await
+                .expect("save");
+        }
+        // Drop most of them again, by purge, by user and one by one.
+        store.purge_expired_at(now + Duration::minutes(round + 1));
+        store.delete_sessions_for_user("u3").await.expect("delete");
+        for n in (0..700i64).step_by(5) {
+            store
+                .delete_session(&format!("{:064x}", round * 1_000 + n))
+                .await
+                .expect("delete");
+        }
+        store.assert_consistent();
+    }
+    let left = store.len();
+    assert!(left > 0 && left < 4 * 700, "{left}");
+    assert_eq!(
+        store.purge_expired_at(now + Duration::days(1)) as usize,
+        left
+    );
     assert!(store.is_empty());
     store.assert_consistent();
 }

@@ -8,6 +8,7 @@ use mongodb::{Collection, IndexModel};
 use narvik_core::{Error, Result};
 
 use crate::document::field;
+use crate::error::Call;
 
 /// Name of the per-user index (`{ userId: 1 }`), used by the per-user calls.
 pub const USER_ID_INDEX: &str = "userId_1";
@@ -22,9 +23,10 @@ pub const EXPIRES_AT_INDEX: &str = "expiresAt_1";
 ///
 /// An existing index of the same name with other options (say a TTL of one hour) is not
 /// replaced: the server rejects the call (`IndexOptionsConflict`), and it surfaces as
-/// [`Error::Unavailable`](narvik_core::Error::Unavailable) with the server's message.
-pub(crate) async fn ensure_indexes(collection: &Collection<Document>) -> Result<()> {
-    refuse_default_collation(collection).await?;
+/// [`Error::Unavailable`](narvik_core::Error::Unavailable) naming the server's error code, with
+/// the server's message in the driver error (the source).
+pub(crate) async fn ensure_indexes(collection: &Collection<Document>, call: Call) -> Result<()> {
+    refuse_default_collation(collection, call).await?;
     let by_user = IndexModel::builder()
         .keys(doc! { field::USER_ID: 1 })
         .options(
@@ -45,7 +47,7 @@ pub(crate) async fn ensure_indexes(collection: &Collection<Document>) -> Result<
     collection
         .create_indexes([by_user, ttl])
         .await
-        .map_err(crate::error::from_driver)?;
+        .map_err(|error| call.error(error))?;
     Ok(())
 }
 
@@ -57,7 +59,7 @@ pub(crate) async fn ensure_indexes(collection: &Collection<Document>) -> Result<
 /// store's indexes and queries name no collation, so they compare bytes on a collection
 /// without one (the default), and this check is what guarantees that. A collection that does
 /// not exist yet is created by the first write, without a collation.
-async fn refuse_default_collation(collection: &Collection<Document>) -> Result<()> {
+async fn refuse_default_collation(collection: &Collection<Document>, call: Call) -> Result<()> {
     let namespace = collection.namespace();
     let reply = collection
         .client()
@@ -67,7 +69,7 @@ async fn refuse_default_collation(collection: &Collection<Document>) -> Result<(
             "filter": { "name": &namespace.coll },
         })
         .await
-        .map_err(crate::error::from_driver)?;
+        .map_err(|error| call.error(error))?;
     let locale = reply
         .get_document("cursor")
         .and_then(|cursor| cursor.get_array("firstBatch"))

@@ -8,7 +8,12 @@ mod error;
 mod indexes;
 mod store;
 
-pub use config::{MongoStoreConfig, DEFAULT_COLLECTION, DEFAULT_DATABASE};
+pub use config::{
+    default_write_concern, MongoStoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_COLLECTION,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE, DEFAULT_HEARTBEAT_FREQUENCY,
+    DEFAULT_SERVER_SELECTION_TIMEOUT,
+};
+pub use error::STORE_NAME;
 pub use indexes::{EXPIRES_AT_INDEX, USER_ID_INDEX};
 /// The driver, re-exported so that applications can build a `Client` without depending on a
 /// matching `mongodb` version themselves.

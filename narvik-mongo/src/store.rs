@@ -1,16 +1,24 @@
 //! [`MongoStore`]: the [`SessionStore`] on a MongoDB collection.
 
+use std::future::Future;
+use std::time::Duration;
+
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
-use mongodb::options::ClientOptions;
+use mongodb::options::{ClientOptions, CollectionOptions};
 use mongodb::{Client, Collection, Database};
 use narvik_core::session::short_id;
-use narvik_core::{Capabilities, ExpiredCount, ExpiredFetch, Result, SessionRecord, SessionStore};
+use narvik_core::{
+    deadline, Capabilities, Error, ExpiredCount, ExpiredFetch, Result, SessionRecord, SessionStore,
+};
 use time::OffsetDateTime;
 
-use crate::config::{MongoStoreConfig, DEFAULT_DATABASE};
+use crate::config::{
+    effective_write_concern, MongoStoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
+    DEFAULT_DATABASE, DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_SERVER_SELECTION_TIMEOUT,
+};
 use crate::document::{self, field};
-use crate::error::{from_driver, from_driver_setup};
+use crate::error::{Call, DriverBounds, STORE_NAME};
 
 /// Sessions in a MongoDB collection, one document per session.
 ///
@@ -21,37 +29,81 @@ use crate::error::{from_driver, from_driver_setup};
 /// by the wall clock of this process, the listing and the purge by the `now` the engine hands
 /// down (see [`SessionStore`]'s "One clock" rule). Its declaration is
 /// [`MongoStore::CAPABILITIES`].
+///
+/// Every call is bounded (the per-call deadline, [`MongoStoreConfig::call_timeout`]) and
+/// writes wait for the journal (the write concern, [`MongoStoreConfig::write_concern`]),
+/// whichever way the store was built; see the crate's "Bounds and faults" section.
 #[derive(Clone)]
 pub struct MongoStore {
     collection: Collection<Document>,
+    call_timeout: Duration,
+    bounds: DriverBounds,
 }
 
 impl std::fmt::Debug for MongoStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MongoStore")
             .field("namespace", &self.collection.namespace())
+            .field("call_timeout", &self.call_timeout)
+            .field("write_concern", &self.collection.write_concern())
             .finish_non_exhaustive()
     }
 }
 
 impl MongoStore {
-    /// A store on `collection`, any collection of any database.
+    /// A store on `collection`, any collection of any database, with the default per-call
+    /// deadline ([`DEFAULT_CALL_TIMEOUT`](crate::DEFAULT_CALL_TIMEOUT)). Writes use the
+    /// collection's write concern with `w` and `journal` filled in from
+    /// [`default_write_concern`](crate::default_write_concern) where it leaves them unset.
     pub fn new<T: Send + Sync>(collection: Collection<T>) -> Self {
+        let collection = collection.clone_with_type::<Document>();
+        let namespace = collection.namespace();
+        let options = CollectionOptions::builder()
+            .selection_criteria(collection.selection_criteria().cloned())
+            .read_concern(collection.read_concern().cloned())
+            .write_concern(Some(effective_write_concern(
+                None,
+                collection.write_concern(),
+            )))
+            .build();
+        let collection = collection
+            .client()
+            .database(&namespace.db)
+            .collection_with_options(&namespace.coll, options);
         Self {
-            collection: collection.clone_with_type(),
+            collection,
+            call_timeout: DEFAULT_CALL_TIMEOUT,
+            bounds: DriverBounds::default(),
         }
     }
 
-    /// A store on the collection [`DEFAULT_COLLECTION`](crate::DEFAULT_COLLECTION) of `database`.
+    /// A store on the collection [`DEFAULT_COLLECTION`](crate::DEFAULT_COLLECTION) of `database`,
+    /// as [`MongoStore::new`] sets it up.
     pub fn from_database(database: &Database) -> Self {
         Self::new(database.collection::<Document>(crate::DEFAULT_COLLECTION))
     }
 
-    /// A store on an existing client, with the database and collection of `config`.
+    /// A store on an existing client, with the database, collection, call deadline and write
+    /// concern of `config`.
     ///
     /// Without a configured database it uses the connection string's (`mongodb://host/NAME`),
-    /// else [`DEFAULT_DATABASE`].
+    /// else [`DEFAULT_DATABASE`]. The client keeps its own options: a config that sets the
+    /// server selection or connect timeout is
+    /// [`Error::InvalidConfiguration`](narvik_core::Error::InvalidConfiguration) here (set them
+    /// in your `ClientOptions`, or let [`MongoStore::connect`] build the client).
     pub fn from_client(client: &Client, config: &MongoStoreConfig) -> Result<Self> {
+        if config.server_selection_timeout.is_some() || config.connect_timeout.is_some() {
+            return Err(Error::InvalidConfiguration(
+                "the server selection and connect timeouts of the MongoDB store apply to the \
+                 client it builds (MongoStore::connect); for a client of your own, set them in \
+                 its ClientOptions"
+                    .to_owned(),
+            ));
+        }
+        Self::on_client(client, config, DriverBounds::default())
+    }
+
+    fn on_client(client: &Client, config: &MongoStoreConfig, bounds: DriverBounds) -> Result<Self> {
         config.validate()?;
         let database = match config.database_name() {
             Some(name) => client.database(name),
@@ -59,26 +111,63 @@ impl MongoStore {
                 .default_database()
                 .unwrap_or_else(|| client.database(DEFAULT_DATABASE)),
         };
-        Ok(Self::new(
-            database.collection::<Document>(config.collection_name()),
-        ))
+        let write_concern =
+            effective_write_concern(config.write_concern.as_ref(), database.write_concern());
+        let collection = database.collection_with_options::<Document>(
+            config.collection_name(),
+            CollectionOptions::builder()
+                .write_concern(Some(write_concern))
+                .build(),
+        );
+        Ok(Self {
+            collection,
+            call_timeout: config.call_timeout,
+            bounds,
+        })
     }
 
     /// Connects to the deployment at `uri` (`mongodb://` or, with the `dns-resolver` feature,
-    /// `mongodb+srv://`).
+    /// `mongodb+srv://`), with narvik's bounds where neither `config` nor the URI sets one:
     ///
-    /// The driver connects lazily: an unreachable server is reported by the first operation, as
-    /// [`Error::Unavailable`](narvik_core::Error::Unavailable) once the server selection timeout
-    /// (`serverSelectionTimeoutMS`, 30 s by default) has passed. A malformed URI is
+    /// | driver option | narvik's default | the driver's own |
+    /// | --- | --- | --- |
+    /// | `serverSelectionTimeoutMS` | 2 s ([`DEFAULT_SERVER_SELECTION_TIMEOUT`](crate::DEFAULT_SERVER_SELECTION_TIMEOUT)) | 30 s |
+    /// | `connectTimeoutMS` | 2 s ([`DEFAULT_CONNECT_TIMEOUT`](crate::DEFAULT_CONNECT_TIMEOUT)) | 10 s |
+    /// | `heartbeatFrequencyMS` | 1 s ([`DEFAULT_HEARTBEAT_FREQUENCY`](crate::DEFAULT_HEARTBEAT_FREQUENCY)) | 10 s |
+    /// | write concern (`w`, `journal`) | `majority`, `true` ([`default_write_concern`](crate::default_write_concern)) | server default (`w: 1` without journal on a standalone) |
+    ///
+    /// A setting of `config` wins over the URI's, which wins over narvik's default. The driver
+    /// connects lazily: an unreachable server is reported by each operation, as
+    /// [`Error::Unavailable`](narvik_core::Error::Unavailable) once the server selection
+    /// timeout has passed. A malformed URI is
     /// [`Error::InvalidConfiguration`](narvik_core::Error::InvalidConfiguration).
     pub async fn connect(uri: &str, config: &MongoStoreConfig) -> Result<Self> {
         config.validate()?;
-        let mut options = ClientOptions::parse(uri).await.map_err(from_driver_setup)?;
-        if options.app_name.is_none() {
-            options.app_name = Some("narvik".to_owned());
-        }
-        let client = Client::with_options(options).map_err(from_driver_setup)?;
-        Self::from_client(&client, config)
+        let call = Call::start("connect", DriverBounds::default());
+        // Parsing resolves a `mongodb+srv://` URI through DNS: bounded like any call.
+        let mut options = deadline::within(STORE_NAME, "connect", config.call_timeout, async {
+            ClientOptions::parse(uri)
+                .await
+                .map_err(|error| call.setup_error(error))
+        })
+        .await?;
+        let bounds = apply_defaults(&mut options, config);
+        let client = Client::with_options(options).map_err(|error| call.setup_error(error))?;
+        Self::on_client(&client, config, bounds)
+    }
+
+    /// Runs one call under the per-call deadline; `call` maps driver errors with the
+    /// [`Call`] it is given.
+    async fn bounded<'a, T, Fut>(
+        &'a self,
+        operation: &'static str,
+        call: impl FnOnce(Call) -> Fut,
+    ) -> Result<T>
+    where
+        Fut: Future<Output = Result<T>> + Send + 'a,
+    {
+        let started = Call::start(operation, self.bounds);
+        deadline::within(STORE_NAME, operation, self.call_timeout, call(started)).await
     }
 
     /// Creates the per-user index and the TTL index on `expiresAt` (see the
@@ -88,8 +177,13 @@ impl MongoStore {
     /// if the collection exists with a default collation other than `simple`: under such a
     /// collation the `_id` index and the per-user queries would take ids differing only by
     /// case or accents for the same, and the store keeps ids byte-exact.
+    ///
+    /// Bounded by the per-call deadline like every call.
     pub async fn ensure_indexes(&self) -> Result<()> {
-        crate::indexes::ensure_indexes(&self.collection).await
+        self.bounded("ensure_indexes", |call| {
+            crate::indexes::ensure_indexes(&self.collection, call)
+        })
+        .await
     }
 
     /// The collection the sessions live in.
@@ -113,6 +207,34 @@ impl MongoStore {
         keeps_already_expired: true,
         expired_count: ExpiredCount::AtMost,
     };
+}
+
+/// Fills in narvik's bounds where neither `config` nor the URI set one (`config` wins over the
+/// URI), and returns the bounds the store then knows for its messages.
+fn apply_defaults(options: &mut ClientOptions, config: &MongoStoreConfig) -> DriverBounds {
+    if options.app_name.is_none() {
+        options.app_name = Some("narvik".to_owned());
+    }
+    let server_selection = *options.server_selection_timeout.insert(
+        config
+            .server_selection_timeout
+            .or(options.server_selection_timeout)
+            .unwrap_or(DEFAULT_SERVER_SELECTION_TIMEOUT),
+    );
+    let connect = *options.connect_timeout.insert(
+        config
+            .connect_timeout
+            .or(options.connect_timeout)
+            .unwrap_or(DEFAULT_CONNECT_TIMEOUT),
+    );
+    options
+        .heartbeat_freq
+        .get_or_insert(DEFAULT_HEARTBEAT_FREQUENCY);
+    DriverBounds {
+        server_selection: Some(server_selection),
+        // `connectTimeoutMS=0` is the driver's "no connect timeout".
+        connect: Some(connect).filter(|limit| !limit.is_zero()),
+    }
 }
 
 /// `filter` restricted to the documents live at `now` (`expiresAt > now`). `now` is truncated
@@ -143,25 +265,31 @@ impl SessionStore for MongoStore {
     #[tracing::instrument(name = "narvik_mongo.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let document = document::to_document(record)?;
-        self.collection
-            .insert_one(document)
-            .await
-            .map_err(from_driver)?;
-        Ok(())
+        self.bounded("save_session", |call| async move {
+            self.collection
+                .insert_one(document)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(())
+        })
+        .await
     }
 
     #[tracing::instrument(name = "narvik_mongo.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         let filter = live_at(doc! { field::ID: session_id }, wall_now());
-        match self
-            .collection
-            .find_one(filter)
-            .await
-            .map_err(from_driver)?
-        {
-            Some(found) => document::from_document(found).map(Some),
-            None => Ok(None),
-        }
+        self.bounded("fetch_session", |call| async move {
+            match self
+                .collection
+                .find_one(filter)
+                .await
+                .map_err(|error| call.error(error))?
+            {
+                Some(found) => document::from_document(found).map(Some),
+                None => Ok(None),
+            }
+        })
+        .await
     }
 
     /// Only a record live by the wall clock is extended: the filter and the `$set` are one
@@ -177,20 +305,27 @@ impl SessionStore for MongoStore {
         let filter = live_at(doc! { field::ID: session_id }, wall_now());
         let update = doc! { "$set": { field::EXPIRES_AT: document::to_bson_date(expires_at) } };
         // No upsert: a missing record stays missing.
-        self.collection
-            .update_one(filter, update)
-            .await
-            .map_err(from_driver)?;
-        Ok(())
+        self.bounded("update_session_expiry", |call| async move {
+            self.collection
+                .update_one(filter, update)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(())
+        })
+        .await
     }
 
     #[tracing::instrument(name = "narvik_mongo.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.collection
-            .delete_one(doc! { field::ID: session_id })
-            .await
-            .map_err(from_driver)?;
-        Ok(())
+        let filter = doc! { field::ID: session_id };
+        self.bounded("delete_session", |call| async move {
+            self.collection
+                .delete_one(filter)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(())
+        })
+        .await
     }
 
     /// The sessions of `user_id` with `expiresAt > now`, through the `userId_1` index.
@@ -201,24 +336,31 @@ impl SessionStore for MongoStore {
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>> {
         let filter = live_at(doc! { field::USER_ID: user_id }, now);
-        let documents: Vec<Document> = self
-            .collection
-            .find(filter)
-            .await
-            .map_err(from_driver)?
-            .try_collect()
-            .await
-            .map_err(from_driver)?;
-        documents.into_iter().map(document::from_document).collect()
+        self.bounded("fetch_sessions_for_user", |call| async move {
+            let documents: Vec<Document> = self
+                .collection
+                .find(filter)
+                .await
+                .map_err(|error| call.error(error))?
+                .try_collect()
+                .await
+                .map_err(|error| call.error(error))?;
+            documents.into_iter().map(document::from_document).collect()
+        })
+        .await
     }
 
     #[tracing::instrument(name = "narvik_mongo.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        self.collection
-            .delete_many(doc! { field::USER_ID: user_id })
-            .await
-            .map_err(from_driver)?;
-        Ok(())
+        let filter = doc! { field::USER_ID: user_id };
+        self.bounded("delete_sessions_for_user", |call| async move {
+            self.collection
+                .delete_many(filter)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(())
+        })
+        .await
     }
 
     /// Deletes the documents with `expiresAt <= now` (the engine's `now`) through the TTL
@@ -227,11 +369,15 @@ impl SessionStore for MongoStore {
     #[tracing::instrument(name = "narvik_mongo.delete_all_expired_sessions", skip_all)]
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         let cutoff = document::to_bson_date(now);
-        let result = self
-            .collection
-            .delete_many(doc! { field::EXPIRES_AT: { "$lte": cutoff } })
-            .await
-            .map_err(from_driver)?;
-        Ok(result.deleted_count)
+        let filter = doc! { field::EXPIRES_AT: { "$lte": cutoff } };
+        self.bounded("delete_all_expired_sessions", |call| async move {
+            let result = self
+                .collection
+                .delete_many(filter)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(result.deleted_count)
+        })
+        .await
     }
 }

@@ -6,9 +6,14 @@ mod common;
 use std::time::{Duration, Instant};
 
 use narvik_conformance::harness::record_expiring_in;
+use narvik_core::deadline::{self, Bound};
 use narvik_core::{Error, SessionRecord, SessionStore};
 use narvik_mongo::mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Document};
-use narvik_mongo::{MongoStore, MongoStoreConfig, EXPIRES_AT_INDEX, USER_ID_INDEX};
+use narvik_mongo::mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
+use narvik_mongo::mongodb::Client;
+use narvik_mongo::{
+    default_write_concern, MongoStore, MongoStoreConfig, EXPIRES_AT_INDEX, USER_ID_INDEX,
+};
 use serde_json::json;
 use time::OffsetDateTime;
 
@@ -647,6 +652,13 @@ async fn unreachable_server_is_unavailable_with_the_cause() {
         matches!(&error, Error::Unavailable { source } if !source.to_string().is_empty()),
         "{error:?}"
     );
+    // The URI's serverSelectionTimeoutMS wins over narvik's default of 2 s.
+    assert_eq!(deadline::bound_hit(&error), Some(Bound::ServerSelection));
+    assert_eq!(
+        error.to_string(),
+        "the session store is unavailable: narvik-mongo fetch_session: no answer within 300ms \
+         (server selection timeout)"
+    );
     assert!(
         started.elapsed() < Duration::from_secs(10),
         "{:?}",
@@ -696,7 +708,9 @@ async fn connect_uses_the_uri_database_and_configured_collection() {
     let base = &base[..hosts_end];
     let store = MongoStore::connect(
         &format!("{base}/{}{query}", common::TEST_DATABASE),
-        &MongoStoreConfig::default().collection(collection.clone()),
+        &MongoStoreConfig::default()
+            .collection(collection.clone())
+            .call_timeout(common::SHARED_SERVER_CALL_TIMEOUT),
     )
     .await
     .expect("connect");
@@ -712,4 +726,158 @@ async fn connect_uses_the_uri_database_and_configured_collection() {
         .await
         .expect("fetch")
         .is_some());
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_configured_bound_wins_over_the_uri() {
+    let store = MongoStore::connect(
+        &format!(
+            "mongodb://127.0.0.1:{}/?serverSelectionTimeoutMS=3000",
+            free_port()
+        ),
+        &MongoStoreConfig::default().server_selection_timeout(Duration::from_millis(200)),
+    )
+    .await
+    .expect("the driver connects lazily");
+    let error = store
+        .delete_session("anything")
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(
+        error.to_string(),
+        "the session store is unavailable: narvik-mongo delete_session: no answer within 200ms \
+         (server selection timeout)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_call_deadline_bounds_a_call_whatever_the_driver_waits_for() {
+    let store = MongoStore::connect(
+        &format!(
+            "mongodb://127.0.0.1:{}/?serverSelectionTimeoutMS=30000",
+            free_port()
+        ),
+        &MongoStoreConfig::default().call_timeout(Duration::from_millis(300)),
+    )
+    .await
+    .expect("the driver connects lazily");
+    let error = store
+        .fetch_sessions_for_user("anyone", OffsetDateTime::now_utc())
+        .await
+        .expect_err("nothing listens there");
+    assert_eq!(deadline::bound_hit(&error), Some(Bound::Call));
+    assert_eq!(
+        error.to_string(),
+        "the session store is unavailable: narvik-mongo fetch_sessions_for_user: no answer \
+         within 300ms (call deadline)"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_of_your_own_keeps_its_timeouts_and_refuses_the_stores() {
+    let client = Client::with_options(
+        ClientOptions::parse("mongodb://127.0.0.1:1")
+            .await
+            .expect("a valid URI"),
+    )
+    .expect("a client");
+    for config in [
+        MongoStoreConfig::default().server_selection_timeout(Duration::from_secs(1)),
+        MongoStoreConfig::default().connect_timeout(Duration::from_secs(1)),
+    ] {
+        assert!(
+            matches!(
+                MongoStore::from_client(&client, &config),
+                Err(Error::InvalidConfiguration(_))
+            ),
+            "{config:?}"
+        );
+    }
+    assert!(MongoStore::from_client(&client, &MongoStoreConfig::default()).is_ok());
+    assert!(matches!(
+        MongoStore::connect(
+            "mongodb://127.0.0.1:1",
+            &MongoStoreConfig::default().call_timeout(Duration::ZERO)
+        )
+        .await,
+        Err(Error::InvalidConfiguration(_))
+    ));
+}
+
+fn write_concern(w: Option<Acknowledgment>, journal: Option<bool>) -> WriteConcern {
+    let mut write_concern = WriteConcern::default();
+    write_concern.w = w;
+    write_concern.journal = journal;
+    write_concern
+}
+
+async fn write_concern_of(uri: &str, config: &MongoStoreConfig) -> Option<WriteConcern> {
+    MongoStore::connect(uri, config)
+        .await
+        .expect("the driver connects lazily")
+        .collection()
+        .write_concern()
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn writes_are_journaled_on_a_majority_unless_told_otherwise() {
+    let default = MongoStoreConfig::default();
+    assert_eq!(
+        write_concern_of("mongodb://127.0.0.1:1", &default).await,
+        Some(default_write_concern())
+    );
+    assert_eq!(
+        default_write_concern(),
+        write_concern(Some(Acknowledgment::Majority), Some(true))
+    );
+    // What the URI sets is kept; what it leaves unset is narvik's.
+    assert_eq!(
+        write_concern_of("mongodb://127.0.0.1:1/?w=1", &default).await,
+        Some(write_concern(Some(Acknowledgment::Nodes(1)), Some(true)))
+    );
+    assert_eq!(
+        write_concern_of("mongodb://127.0.0.1:1/?journal=false", &default).await,
+        Some(write_concern(Some(Acknowledgment::Majority), Some(false)))
+    );
+    // The configured write concern is used as given, over the URI's.
+    let acknowledged = write_concern(Some(Acknowledgment::Nodes(1)), None);
+    assert_eq!(
+        write_concern_of(
+            "mongodb://127.0.0.1:1/?w=majority&journal=true",
+            &MongoStoreConfig::default().write_concern(acknowledged.clone())
+        )
+        .await,
+        Some(acknowledged)
+    );
+    // A client or collection of your own gets the same filling-in.
+    let mut options = ClientOptions::parse("mongodb://127.0.0.1:1")
+        .await
+        .expect("a valid URI");
+    options.write_concern = Some(write_concern(Some(Acknowledgment::Nodes(1)), None));
+    let client = Client::with_options(options).expect("a client");
+    let store = MongoStore::from_client(&client, &default).expect("a store");
+    assert_eq!(
+        store.collection().write_concern(),
+        Some(&write_concern(Some(Acknowledgment::Nodes(1)), Some(true)))
+    );
+    let plain = Client::with_options(
+        ClientOptions::parse("mongodb://127.0.0.1:1")
+            .await
+            .expect("a valid URI"),
+    )
+    .expect("a client");
+    let store = MongoStore::new(plain.database("app").collection::<Document>("web"));
+    assert_eq!(
+        store.collection().write_concern(),
+        Some(&default_write_concern())
+    );
+    assert_eq!(store.collection().namespace().coll, "web");
 }

@@ -1,6 +1,12 @@
 //! sqlx errors onto narvik's typed errors, by kind and SQLSTATE, never by message text.
 
+use std::io::ErrorKind as IoKind;
+
+use narvik_core::deadline::StoreFault;
 use narvik_core::Error;
+
+/// The store's name in every [`StoreFault`] it reports.
+pub(crate) const STORE: &str = "narvik-postgres";
 
 /// SQLSTATE class 22, "data exception": a value the server refuses to store. The store finds
 /// NUL characters (22021 in `text`, 22P05 as `\u0000` in `jsonb`) before sending; this is the
@@ -8,13 +14,14 @@ use narvik_core::Error;
 /// UTF-8 cannot represent.
 const DATA_EXCEPTION_CLASS: &str = "22";
 
-/// Maps a driver error onto [`Error`].
+/// Maps a driver error from `operation` onto [`Error`].
 ///
 /// Decoding failures are corrupt records; values the server refuses are invalid data; a bad
 /// connection string is a configuration error; everything else (refused or dropped
-/// connections, pool timeouts, TLS failures, server errors) is unavailable, with the driver's
-/// error as the cause.
-pub(crate) fn map_sqlx_error(error: sqlx::Error) -> Error {
+/// connections, pool timeouts, TLS failures, server errors) is unavailable, with a
+/// [`StoreFault`] naming the store, the operation and a short cause, and the driver's error as
+/// its source.
+pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Error {
     match error {
         sqlx::Error::ColumnDecode { .. }
         | sqlx::Error::Decode(_)
@@ -31,19 +38,60 @@ pub(crate) fn map_sqlx_error(error: sqlx::Error) -> Error {
         {
             Error::InvalidData(database_error.to_string())
         }
-        other => Error::unavailable(other),
+        other => StoreFault::new(STORE, operation, cause(&other))
+            .with_source(other)
+            .into(),
     }
 }
 
 /// Maps the error of an insert: a unique violation (the primary key, the only unique
 /// constraint of the table) is the typed duplicate-id error.
-pub(crate) fn map_insert_error(error: sqlx::Error) -> Error {
+pub(crate) fn map_insert_error(operation: &'static str, error: sqlx::Error) -> Error {
     match &error {
         sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
             Error::DuplicateId
         }
-        _ => map_sqlx_error(error),
+        _ => map_sqlx_error(operation, error),
     }
+}
+
+/// A few words on what went wrong, for the message a person reads; the details stay in the
+/// driver's error, the fault's source.
+fn cause(error: &sqlx::Error) -> String {
+    let words = match error {
+        sqlx::Error::Io(io) => match io.kind() {
+            IoKind::ConnectionRefused => "connection refused",
+            IoKind::ConnectionReset
+            | IoKind::ConnectionAborted
+            | IoKind::BrokenPipe
+            | IoKind::UnexpectedEof
+            | IoKind::NotConnected => "connection lost",
+            IoKind::TimedOut => "connection timed out",
+            _ => "I/O error on the connection",
+        },
+        sqlx::Error::Tls(_) => "TLS failed",
+        sqlx::Error::Protocol(_) => "protocol error",
+        sqlx::Error::PoolTimedOut => "no connection from the pool in time",
+        sqlx::Error::PoolClosed => "the connection pool is closed",
+        sqlx::Error::WorkerCrashed => "the connection's worker crashed",
+        sqlx::Error::Database(database_error) => {
+            let code = database_error.code();
+            return match code.as_deref() {
+                Some("57014") => "statement cancelled (statement_timeout)".to_owned(),
+                Some("57P01" | "57P02" | "57P03") => {
+                    "the server is shutting down or starting up".to_owned()
+                }
+                Some("53300") => "too many connections".to_owned(),
+                Some("42P01") => "the session table does not exist (run migrate)".to_owned(),
+                Some(code) if code.starts_with("28") => "authentication failed".to_owned(),
+                Some(code) if code.starts_with("08") => "connection failed".to_owned(),
+                Some(code) => format!("server error {code}"),
+                None => "server error".to_owned(),
+            };
+        }
+        _ => "driver error",
+    };
+    words.to_owned()
 }
 
 #[cfg(test)]
@@ -99,18 +147,55 @@ mod tests {
     fn server_errors_map_by_sqlstate_not_by_message() {
         // 22021: NUL or a bad byte in text; 22P05: `\u0000` in jsonb; 22008: a time out of range.
         for code in ["22021", "22P05", "22008"] {
-            let error = map_insert_error(server_error(code, || ErrorKind::Other));
+            let error = map_insert_error("save_session", server_error(code, || ErrorKind::Other));
             assert!(matches!(error, Error::InvalidData(_)), "{code}: {error:?}");
         }
-        let error = map_insert_error(server_error("23505", || ErrorKind::UniqueViolation));
+        let error = map_insert_error(
+            "save_session",
+            server_error("23505", || ErrorKind::UniqueViolation),
+        );
         assert!(matches!(error, Error::DuplicateId), "{error:?}");
         // A lost connection and an administrator's shutdown are unavailable.
         for code in ["08006", "57P01"] {
-            let error = map_sqlx_error(server_error(code, || ErrorKind::Other));
+            let error = map_sqlx_error("fetch_session", server_error(code, || ErrorKind::Other));
             assert!(
                 matches!(error, Error::Unavailable { .. }),
                 "{code}: {error:?}"
             );
         }
+    }
+
+    #[test]
+    fn an_unavailable_store_names_itself_the_operation_and_a_short_cause() {
+        let refused = sqlx::Error::Io(std::io::Error::new(
+            std::io::ErrorKind::ConnectionRefused,
+            "x".repeat(300),
+        ));
+        let error = map_sqlx_error("delete_session", refused);
+        assert_eq!(
+            error.to_string(),
+            "the session store is unavailable: narvik-postgres delete_session: connection refused"
+        );
+        let fault = narvik_core::deadline::fault_of(&error).expect("a store fault");
+        assert_eq!(fault.store(), STORE);
+        assert_eq!(fault.operation(), "delete_session");
+        assert_eq!(fault.bound(), None);
+        let source = std::error::Error::source(fault).expect("the driver error is kept");
+        assert!(source.to_string().contains(&"x".repeat(300)));
+
+        // The server's message (which may quote data) stays out of the message.
+        let cancelled = map_sqlx_error("fetch_session", server_error("57014", || ErrorKind::Other));
+        assert_eq!(
+            cancelled.to_string(),
+            "the session store is unavailable: narvik-postgres fetch_session: statement \
+             cancelled (statement_timeout)"
+        );
+        let other = map_sqlx_error("fetch_session", server_error("XX000", || ErrorKind::Other));
+        assert!(
+            other
+                .to_string()
+                .ends_with("fetch_session: server error XX000"),
+            "{other}"
+        );
     }
 }

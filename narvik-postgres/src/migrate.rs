@@ -8,7 +8,7 @@
 //! application's `_sqlx_migrations`.
 
 use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, PgPool, Row};
+use sqlx::{AssertSqlSafe, Connection, PgConnection, Row};
 
 use narvik_core::{Error, Result};
 
@@ -61,9 +61,20 @@ fn advisory_lock_key(config: &PostgresConfig) -> i64 {
     i64::from_be_bytes(key)
 }
 
-/// Applies every migration not yet recorded, in one transaction.
-pub(crate) async fn run(pool: &PgPool, config: &PostgresConfig) -> Result<()> {
-    let mut tx = pool.begin().await.map_err(map_sqlx_error)?;
+/// The operation named in the errors of a migration.
+const OPERATION: &str = "migrate";
+
+/// Applies every migration not yet recorded, in one transaction on `connection`.
+pub(crate) async fn run(connection: &mut PgConnection, config: &PostgresConfig) -> Result<()> {
+    let map_sqlx_error = |error| map_sqlx_error(OPERATION, error);
+    let mut tx = connection.begin().await.map_err(map_sqlx_error)?;
+    // The store's connections carry a `statement_timeout` sized for session calls; waiting
+    // for another instance's migration, or building an index on a large table, may take
+    // longer. For this transaction only.
+    sqlx::raw_sql("SET LOCAL statement_timeout = 0")
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
     sqlx::query("SELECT pg_advisory_xact_lock($1)")
         .bind(advisory_lock_key(config))
         .execute(&mut *tx)

@@ -1,18 +1,21 @@
 //! [`PostgresStore`]: the storage contract, one statement per call.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::postgres::{PgPool, PgRow};
+use sqlx::pool::PoolConnection;
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
 use sqlx::{AssertSqlSafe, Row, SqlStr};
 use time::OffsetDateTime;
 
+use narvik_core::deadline::{self, Bound, StoreFault};
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
 
 use crate::config::PostgresConfig;
-use crate::error::{map_insert_error, map_sqlx_error};
+use crate::error::{map_insert_error, map_sqlx_error, STORE};
 use crate::jsonb::JsonbParam;
 
 /// A narvik session store on PostgreSQL.
@@ -35,6 +38,14 @@ use crate::jsonb::JsonbParam;
 /// database server's `now()`, so that the store and the engine judge expiry on the same clock
 /// whatever the skew between the application's hosts and the server.
 ///
+/// **Bounded time.** Every call fails with [`Error::Unavailable`] rather than wait past its
+/// bounds: a connection from the pool within [`PostgresStore::DEFAULT_ACQUIRE_TIMEOUT`] (2 s,
+/// which covers opening one: TCP connect, TLS, start-up and authentication), the whole call
+/// within [`PostgresStore::DEFAULT_CALL_TIMEOUT`] (5 s); the builder changes both. A call cut
+/// off by its deadline (or dropped by its caller) closes its connection instead of returning
+/// it to the pool, since a statement cancelled mid-way leaves the connection in an unknown
+/// state. The error's [`StoreFault`] names the store, the call and the bound hit.
+///
 /// **Values Postgres cannot hold.** A NUL character (U+0000) in a session id or user id
 /// (`text` cannot hold it), and a NUL or a `-0.0` in the data (`jsonb` cannot hold them), are
 /// [`Error::InvalidData`] at save, found before anything is sent; nothing is stored. Every
@@ -49,13 +60,68 @@ struct Inner {
     pool: PgPool,
     config: PostgresConfig,
     sql: Statements,
+    timeouts: Timeouts,
+}
+
+/// How long the store waits for the pool and for a whole call.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    acquire: Duration,
+    call: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            acquire: PostgresStore::DEFAULT_ACQUIRE_TIMEOUT,
+            call: PostgresStore::DEFAULT_CALL_TIMEOUT,
+        }
+    }
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("config", &self.inner.config)
+            .field("acquire_timeout", &self.inner.timeouts.acquire)
+            .field("call_timeout", &self.inner.timeouts.call)
             .finish_non_exhaustive()
+    }
+}
+
+/// A connection taken from the pool for one call.
+///
+/// Once its work has answered (successfully or not), the connection goes back to the pool,
+/// where sqlx checks that it is still usable. Dropped before that, the call was cancelled
+/// mid-statement (its deadline passed, or its caller gave up): the connection may hold half a
+/// message or an answer nobody will read, so it is detached from the pool and its socket
+/// closed at once. sqlx would otherwise test it with a ping that has no timeout, and its
+/// graceful close waits for the server too: either keeps the pool's slot taken for as long as
+/// a frozen server stays frozen. The pool opens a replacement when one is needed.
+struct Checkout(Option<PoolConnection<Postgres>>);
+
+impl Checkout {
+    /// Runs `work` on the connection, then returns the connection to the pool.
+    async fn run<T>(
+        mut self,
+        operation: &'static str,
+        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
+    ) -> Result<T> {
+        let Some(connection) = self.0.as_deref_mut() else {
+            // Not reached: a checkout is made with its connection and runs once.
+            return Err(StoreFault::new(STORE, operation, "no connection checked out").into());
+        };
+        let outcome = work(connection).await;
+        drop(self.0.take());
+        outcome
+    }
+}
+
+impl Drop for Checkout {
+    fn drop(&mut self) {
+        if let Some(cancelled) = self.0.take() {
+            drop(cancelled.detach());
+        }
     }
 }
 
@@ -115,43 +181,172 @@ impl Statements {
 use sqlx::SqlSafeStr as _;
 
 impl PostgresStore {
-    /// A store on `pool` with the default schema (`public`) and table (`narvik_sessions`).
+    /// The longest a call waits for a connection from the pool unless configured otherwise,
+    /// opening one included (TCP connect, TLS, start-up, authentication): sqlx has no connect
+    /// timeout of its own, its pool bounds a connect by the acquire deadline. Also the acquire
+    /// timeout of [`PostgresStore::pool_options`].
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The longest a call takes, end to end, unless configured otherwise.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// The server-side `statement_timeout` that [`PostgresStore::connect_options`] sets: below
+    /// the call deadline, so that a statement stuck on a lock ends on the server with a typed
+    /// error (its connection stays usable), and one the store abandoned does not run on.
+    pub const DEFAULT_STATEMENT_TIMEOUT: Duration = Duration::from_secs(4);
+
+    /// A store on `pool` with the default schema (`public`), table (`narvik_sessions`) and
+    /// time bounds. Build the pool with [`PostgresStore::pool_options`] (or at least an acquire
+    /// timeout of a few seconds): the store bounds its own wait either way, but sqlx's pool
+    /// waits between reconnection attempts for up to a fifth of its acquire timeout.
     pub fn new(pool: PgPool) -> Self {
-        Self::from_parts(pool, PostgresConfig::default())
+        Self::from_parts(pool, PostgresConfig::default(), Timeouts::default())
     }
 
-    /// A builder for a store on `pool` with a custom schema, table or purge batch.
+    /// A builder for a store on `pool` with a custom schema, table, purge batch or time
+    /// bounds.
     pub fn builder(pool: PgPool) -> PostgresStoreBuilder {
         PostgresStoreBuilder {
             pool,
             schema: PostgresConfig::DEFAULT_SCHEMA.to_owned(),
             table: PostgresConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: PostgresConfig::DEFAULT_PURGE_BATCH_SIZE,
+            timeouts: Timeouts::default(),
         }
     }
 
-    /// Connects a new pool to `url` (sqlx's default pool options) and returns a store on it
-    /// with the default names. An unreachable server is [`narvik_core::Error::Unavailable`]
-    /// once sqlx's acquire timeout (30 s by default) has passed; for other pool settings, build
-    /// the pool with `sqlx::postgres::PgPoolOptions` and use [`PostgresStore::new`].
+    /// sqlx's pool options with narvik's bounds: an acquire timeout of
+    /// [`PostgresStore::DEFAULT_ACQUIRE_TIMEOUT`] instead of sqlx's 30 s. The pool retries a
+    /// refused connection with a back-off of up to a fifth of that timeout (6 s with sqlx's
+    /// default, 400 ms here), so a server that comes back is used within that; and while it is
+    /// down, calls fail after 2 s instead of 30. The rest are sqlx's defaults (10 connections,
+    /// each tested before use, so a connection the server closed is replaced, not failed on).
+    pub fn pool_options() -> PgPoolOptions {
+        PgPoolOptions::new().acquire_timeout(Self::DEFAULT_ACQUIRE_TIMEOUT)
+    }
+
+    /// Parses `url` into sqlx's connect options and sets the server's `statement_timeout` for
+    /// the store's connections to [`PostgresStore::DEFAULT_STATEMENT_TIMEOUT`], unless the URL
+    /// sets one (`?options[statement_timeout]=2s`). Durability settings are left to the server
+    /// (see the crate's README: `synchronous_commit`).
+    pub fn connect_options(url: &str) -> Result<PgConnectOptions> {
+        let options: PgConnectOptions = url
+            .parse()
+            .map_err(|error| map_sqlx_error("connect", error))?;
+        let sets_its_own = options
+            .get_options()
+            .is_some_and(|set| set.contains("statement_timeout"));
+        Ok(if sets_its_own {
+            options
+        } else {
+            options.options([(
+                "statement_timeout",
+                format!("{}ms", Self::DEFAULT_STATEMENT_TIMEOUT.as_millis()),
+            )])
+        })
+    }
+
+    /// Connects a pool of [`PostgresStore::pool_options`] to `url` (with
+    /// [`PostgresStore::connect_options`]) and returns a store on it with the default names and
+    /// bounds. Opens one connection first, so that a wrong URL fails here; a server that does
+    /// not answer is [`Error::Unavailable`] after [`PostgresStore::DEFAULT_ACQUIRE_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
-        let pool = PgPool::connect(url).await.map_err(map_sqlx_error)?;
+        let options = Self::connect_options(url)?;
+        let pool_options = Self::pool_options();
+        let limit = pool_options.get_acquire_timeout();
+        let pool = pool_options
+            .connect_with(options)
+            .await
+            .map_err(|error| match error {
+                sqlx::Error::PoolTimedOut => {
+                    StoreFault::bound_hit(STORE, "connect", Bound::Connect, limit)
+                        .with_source(error)
+                        .into()
+                }
+                other => map_sqlx_error("connect", other),
+            })?;
         Ok(Self::new(pool))
     }
 
-    fn from_parts(pool: PgPool, config: PostgresConfig) -> Self {
+    fn from_parts(pool: PgPool, config: PostgresConfig, timeouts: Timeouts) -> Self {
         let sql = Statements::new(&config);
         Self {
-            inner: Arc::new(Inner { pool, config, sql }),
+            inner: Arc::new(Inner {
+                pool,
+                config,
+                sql,
+                timeouts,
+            }),
         }
     }
 
     /// Creates the schema (when missing), the session table and its indexes, or brings them up
     /// to date. Idempotent, and safe when several instances start at once: it runs in one
-    /// transaction under an advisory lock per schema.
+    /// transaction under an advisory lock per schema. Waits for a connection no longer than the
+    /// acquire timeout; the migration itself has no deadline (and no `statement_timeout`: on a
+    /// large table an index takes its time).
     #[cfg(feature = "migrate")]
     pub async fn migrate(&self) -> Result<()> {
-        crate::migrate::run(&self.inner.pool, &self.inner.config).await
+        const OPERATION: &str = "migrate";
+        let config = &self.inner.config;
+        self.checkout(OPERATION)
+            .await?
+            .run(OPERATION, async |connection| {
+                crate::migrate::run(connection, config).await
+            })
+            .await
+    }
+
+    /// Takes a connection from the pool for `operation`, waiting at most the acquire timeout
+    /// (or the pool's own, if shorter).
+    async fn checkout(&self, operation: &'static str) -> Result<Checkout> {
+        let limit = self.inner.timeouts.acquire;
+        let acquired = tokio::time::timeout(limit, self.inner.pool.acquire()).await;
+        match acquired {
+            Ok(Ok(connection)) => Ok(Checkout(Some(connection))),
+            Ok(Err(error @ sqlx::Error::PoolTimedOut)) => {
+                let limit = limit.min(self.inner.pool.options().get_acquire_timeout());
+                Err(
+                    StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit)
+                        .with_source(error)
+                        .into(),
+                )
+            }
+            Ok(Err(error)) => Err(map_sqlx_error(operation, error)),
+            Err(_elapsed) => {
+                Err(StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit).into())
+            }
+        }
+    }
+
+    /// Runs `statement` on a connection of its own under the call deadline: the one place the
+    /// store's calls are bounded. Driver errors go through `map`; a statement cut off by the
+    /// deadline closes its connection (see [`Checkout`]).
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        map: fn(&'static str, sqlx::Error) -> Error,
+        statement: impl AsyncFnOnce(&mut PgConnection) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<T> {
+        deadline::within(STORE, operation, self.inner.timeouts.call, async {
+            self.checkout(operation)
+                .await?
+                .run(operation, async |connection| {
+                    statement(connection)
+                        .await
+                        .map_err(|error| map(operation, error))
+                })
+                .await
+        })
+        .await
+    }
+
+    /// The longest a call waits for a connection from the pool.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.inner.timeouts.acquire
+    }
+
+    /// The longest a call takes, end to end.
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.timeouts.call
     }
 
     /// The pool the store runs on.
@@ -198,6 +393,7 @@ pub struct PostgresStoreBuilder {
     schema: String,
     table: String,
     purge_batch_size: u32,
+    timeouts: Timeouts,
 }
 
 impl PostgresStoreBuilder {
@@ -219,23 +415,52 @@ impl PostgresStoreBuilder {
         self
     }
 
-    /// Validates the names and builds the store; a name that is not a plain identifier is
-    /// [`narvik_core::Error::InvalidConfiguration`].
+    /// The longest a call waits for a connection from the pool, opening one included
+    /// (default [`PostgresStore::DEFAULT_ACQUIRE_TIMEOUT`], 2 s). The pool's own acquire
+    /// timeout applies too, whichever is shorter. Past it the call fails with
+    /// [`Error::Unavailable`] naming [`Bound::Acquire`].
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.acquire = timeout;
+        self
+    }
+
+    /// The longest a call takes, end to end (default [`PostgresStore::DEFAULT_CALL_TIMEOUT`],
+    /// 5 s). Past it the call fails with [`Error::Unavailable`] naming [`Bound::Call`], and its
+    /// connection is closed. The expired purge is bounded per batch statement, not as a whole.
+    /// Keep the server's `statement_timeout` below it (see [`PostgresStore::connect_options`]).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.call = timeout;
+        self
+    }
+
+    /// Validates the names and bounds and builds the store; a name that is not a plain
+    /// identifier, or a zero timeout, is [`narvik_core::Error::InvalidConfiguration`].
     pub fn build(self) -> Result<PostgresStore> {
         let config = PostgresConfig::new(&self.schema, &self.table, self.purge_batch_size)?;
-        Ok(PostgresStore::from_parts(self.pool, config))
+        for (name, timeout) in [
+            ("acquire", self.timeouts.acquire),
+            ("call", self.timeouts.call),
+        ] {
+            if timeout.is_zero() {
+                return Err(Error::InvalidConfiguration(format!(
+                    "the {name} timeout must be more than zero"
+                )));
+            }
+        }
+        Ok(PostgresStore::from_parts(self.pool, config, self.timeouts))
     }
 }
 
-fn record_from_row(row: &PgRow) -> Result<SessionRecord> {
+fn record_from_row(operation: &'static str, row: &PgRow) -> Result<SessionRecord> {
+    let decode = |error| map_sqlx_error(operation, error);
     Ok(SessionRecord {
-        id: row.try_get("id").map_err(map_sqlx_error)?,
-        user_id: row.try_get("user_id").map_err(map_sqlx_error)?,
-        expires_at: row.try_get("expires_at").map_err(map_sqlx_error)?,
-        created_at: row.try_get("created_at").map_err(map_sqlx_error)?,
+        id: row.try_get("id").map_err(decode)?,
+        user_id: row.try_get("user_id").map_err(decode)?,
+        expires_at: row.try_get("expires_at").map_err(decode)?,
+        created_at: row.try_get("created_at").map_err(decode)?,
         data: row
             .try_get::<serde_json::Value, _>("data")
-            .map_err(map_sqlx_error)?
+            .map_err(decode)?
             .into(),
     })
 }
@@ -279,15 +504,16 @@ impl SessionStore for PostgresStore {
         let data = JsonbParam::new(&record.data)?;
         // timestamptz keeps microseconds and rounds below; narvik promises milliseconds, so
         // truncate here rather than let the server round up into the next millisecond.
-        sqlx::query(self.inner.sql.insert.clone())
+        let insert = sqlx::query(self.inner.sql.insert.clone())
             .bind(&record.id)
             .bind(&record.user_id)
             .bind(truncate_to_millis(record.expires_at))
             .bind(truncate_to_millis(record.created_at))
-            .bind(data)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_insert_error)?;
+            .bind(data);
+        self.call("save_session", map_insert_error, async |connection| {
+            insert.execute(connection).await
+        })
+        .await?;
         Ok(())
     }
 
@@ -296,12 +522,16 @@ impl SessionStore for PostgresStore {
         if has_nul(session_id) {
             return Ok(None);
         }
-        let row = sqlx::query(self.inner.sql.select.clone())
-            .bind(session_id)
-            .fetch_optional(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        row.as_ref().map(record_from_row).transpose()
+        const OPERATION: &str = "fetch_session";
+        let select = sqlx::query(self.inner.sql.select.clone()).bind(session_id);
+        let row = self
+            .call(OPERATION, map_sqlx_error, async |connection| {
+                select.fetch_optional(connection).await
+            })
+            .await?;
+        row.as_ref()
+            .map(|row| record_from_row(OPERATION, row))
+            .transpose()
     }
 
     #[tracing::instrument(name = "narvik_postgres.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
@@ -316,13 +546,16 @@ impl SessionStore for PostgresStore {
         // An UPDATE touches existing rows only: an extension racing a logout finds no row and
         // changes nothing. And only live ones, by the wall clock (see the type's docs for why
         // not the server's): a record that has expired but is not purged yet stays expired.
-        sqlx::query(self.inner.sql.update_expiry.clone())
+        let update = sqlx::query(self.inner.sql.update_expiry.clone())
             .bind(session_id)
             .bind(truncate_to_millis(expires_at))
-            .bind(wall_clock_now())
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
+            .bind(wall_clock_now());
+        self.call(
+            "update_session_expiry",
+            map_sqlx_error,
+            async |connection| update.execute(connection).await,
+        )
+        .await?;
         Ok(())
     }
 
@@ -331,11 +564,11 @@ impl SessionStore for PostgresStore {
         if has_nul(session_id) {
             return Ok(());
         }
-        sqlx::query(self.inner.sql.delete.clone())
-            .bind(session_id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
+        let delete = sqlx::query(self.inner.sql.delete.clone()).bind(session_id);
+        self.call("delete_session", map_sqlx_error, async |connection| {
+            delete.execute(connection).await
+        })
+        .await?;
         Ok(())
     }
 
@@ -348,13 +581,18 @@ impl SessionStore for PostgresStore {
         if has_nul(user_id) {
             return Ok(Vec::new());
         }
-        let rows = sqlx::query(self.inner.sql.select_for_user.clone())
+        const OPERATION: &str = "fetch_sessions_for_user";
+        let select = sqlx::query(self.inner.sql.select_for_user.clone())
             .bind(user_id)
-            .bind(now)
-            .fetch_all(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
-        rows.iter().map(record_from_row).collect()
+            .bind(now);
+        let rows = self
+            .call(OPERATION, map_sqlx_error, async |connection| {
+                select.fetch_all(connection).await
+            })
+            .await?;
+        rows.iter()
+            .map(|row| record_from_row(OPERATION, row))
+            .collect()
     }
 
     #[tracing::instrument(name = "narvik_postgres.delete_sessions_for_user", skip_all)]
@@ -362,11 +600,13 @@ impl SessionStore for PostgresStore {
         if has_nul(user_id) {
             return Ok(());
         }
-        sqlx::query(self.inner.sql.delete_for_user.clone())
-            .bind(user_id)
-            .execute(&self.inner.pool)
-            .await
-            .map_err(map_sqlx_error)?;
+        let delete = sqlx::query(self.inner.sql.delete_for_user.clone()).bind(user_id);
+        self.call(
+            "delete_sessions_for_user",
+            map_sqlx_error,
+            async |connection| delete.execute(connection).await,
+        )
+        .await?;
         Ok(())
     }
 
@@ -378,16 +618,22 @@ impl SessionStore for PostgresStore {
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         // One "now" for the whole purge, the engine's: rows that expire after it wait for the
         // next purge, so the count is exactly the rows expired at `now` (less any a concurrent
-        // purger took and counted).
+        // purger took and counted). Each batch is a call of its own under the deadline: a purge
+        // of millions of rows may take longer than one call may, and every batch it finished
+        // stays done if a later one fails.
         let batch = self.inner.config.purge_batch_size_param();
         let mut deleted: u64 = 0;
         loop {
-            let rows = sqlx::query(self.inner.sql.purge_batch.clone())
+            let purge = sqlx::query(self.inner.sql.purge_batch.clone())
                 .bind(now)
-                .bind(batch)
-                .execute(&self.inner.pool)
-                .await
-                .map_err(map_sqlx_error)?
+                .bind(batch);
+            let rows = self
+                .call(
+                    "delete_all_expired_sessions",
+                    map_sqlx_error,
+                    async |connection| purge.execute(connection).await,
+                )
+                .await?
                 .rows_affected();
             deleted += rows;
             // A short batch means nothing unlocked is left: rows skipped because another

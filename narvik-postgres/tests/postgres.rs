@@ -1,14 +1,17 @@
 //! What the conformance suite cannot see from the trait: migrations, identifiers, indexes in the
-//! plans, error mapping, recovery after the server drops our connections, batching.
+//! plans, error mapping, time bounds, recovery after the server drops our connections,
+//! batching. (Faults of a whole server, frozen or killed, are in `faults.rs`, against a server
+//! of the test's own.)
 
 mod common;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use narvik_conformance::harness::record_expiring_in;
+use narvik_core::deadline::{self, Bound};
 use narvik_core::{Capabilities, Error, Narvik, SessionRecord, SessionStore};
-use narvik_postgres::sqlx::{self, AssertSqlSafe, PgPool};
+use narvik_postgres::sqlx::{self, AssertSqlSafe, Connection, PgConnection, PgPool};
 use narvik_postgres::PostgresStore;
 use serde::{Deserialize, Serialize};
 use time::OffsetDateTime;
@@ -479,14 +482,9 @@ async fn sub_millisecond_times_are_truncated_not_rounded_up() {
 /// A store whose pool points at a port nothing listens on: any call that reaches for the
 /// server fails with `Unavailable`, so any other answer was given without a round trip.
 fn store_without_a_server() -> PostgresStore {
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy(&format!(
-            "postgres://postgres@127.0.0.1:{}/test",
-            closed_port()
-        ))
-        .expect("lazy pool");
-    PostgresStore::new(pool)
+    let url = format!("postgres://postgres@127.0.0.1:{}/test", closed_port());
+    let options = PostgresStore::connect_options(&url).expect("a valid URL");
+    PostgresStore::new(PostgresStore::pool_options().connect_lazy_with(options))
 }
 
 fn with_data(id: &str, user_id: &str, data: serde_json::Value) -> SessionRecord {
@@ -879,24 +877,290 @@ fn closed_port() -> u16 {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_unreachable_server_is_unavailable_with_its_cause() {
     let url = format!("postgres://postgres@127.0.0.1:{}/test", closed_port());
-    // A pool with a short acquire timeout: `PostgresStore::connect` maps the same error, after
-    // sqlx's default 30 s of connection retries.
-    let pool = sqlx::postgres::PgPoolOptions::new()
-        .acquire_timeout(Duration::from_secs(2))
-        .connect_lazy(&url)
-        .expect("lazy pool");
-    let store = PostgresStore::new(pool);
+    let error = PostgresStore::connect(&url)
+        .await
+        .expect_err("nothing listens");
+    assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    let fault = deadline::fault_of(&error).expect("a store fault");
+    assert_eq!(
+        (fault.store(), fault.operation()),
+        ("narvik-postgres", "connect")
+    );
+    assert_eq!(fault.bound(), Some(Bound::Connect), "{error}");
+
+    // A store on a lazy pool fails each call the same way, naming the call.
+    let store = store_without_a_server();
     let error = store.fetch_session("a").await.expect_err("nothing listens");
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    let fault = deadline::fault_of(&error).expect("a store fault");
+    assert_eq!(fault.operation(), "fetch_session");
+    assert_eq!(fault.bound(), Some(Bound::Acquire), "{error}");
     assert!(
-        std::error::Error::source(&error).is_some(),
-        "the cause is kept"
+        std::error::Error::source(fault).is_some(),
+        "the driver's error is kept"
     );
     let error = store
         .save_session(&record("a", "u", time::Duration::hours(1)))
         .await
         .expect_err("nothing listens");
+    assert_eq!(
+        deadline::fault_of(&error).map(|fault| fault.operation()),
+        Some("save_session"),
+        "{error:?}"
+    );
+}
+
+/// `url` with one more query parameter.
+fn with_parameter(url: &str, parameter: &str) -> String {
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!("{url}{separator}{parameter}")
+}
+
+/// A migrated store in a fresh schema on a pool of `pool_options()` with `connect_options(url)`
+/// (tagged with the schema as `application_name`), built with `configure`.
+async fn bounded_store(
+    url: &str,
+    max_connections: u32,
+    configure: impl FnOnce(
+        narvik_postgres::PostgresStoreBuilder,
+    ) -> narvik_postgres::PostgresStoreBuilder,
+) -> (PostgresStore, String) {
+    let schema = common::fresh_schema();
+    let options = PostgresStore::connect_options(url)
+        .expect("a valid URL")
+        .application_name(&schema);
+    let pool = PostgresStore::pool_options()
+        .max_connections(max_connections)
+        .connect_with(options)
+        .await
+        .expect("connect to the test server");
+    let store = configure(PostgresStore::builder(pool).schema(&schema))
+        .build()
+        .expect("valid settings");
+    store.migrate().await.expect("migrate");
+    (store, schema)
+}
+
+/// Opens a transaction on its own connection that holds an exclusive lock on `schema`'s
+/// session table, so that every statement of the store on it waits.
+async fn lock_the_table(schema: &str) -> PgConnection {
+    let mut admin = PgConnection::connect(&common::database_url())
+        .await
+        .expect("an admin connection");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "BEGIN; LOCK TABLE \"{schema}\".narvik_sessions IN ACCESS EXCLUSIVE MODE"
+    )))
+    .execute(&mut admin)
+    .await
+    .expect("lock the table");
+    admin
+}
+
+/// The pool's size once every connection is back in it and idle (sqlx returns a connection
+/// from a task of its own, after testing it).
+async fn settled_size(pool: &PgPool) -> u32 {
+    let started = Instant::now();
+    while usize::try_from(pool.size()).ok() != Some(pool.num_idle())
+        && started.elapsed() < Duration::from_secs(2)
+    {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert_eq!(
+        usize::try_from(pool.size()).ok(),
+        Some(pool.num_idle()),
+        "connections still out of the pool"
+    );
+    pool.size()
+}
+
+/// The slack on every bound asserted here, as in the fault scenarios.
+const MARGIN: Duration = Duration::from_millis(750);
+
+#[tokio::test(flavor = "multi_thread")]
+async fn connect_options_bound_statements_below_the_call_deadline_and_leave_durability_alone() {
+    let url = common::database_url();
+    let options = PostgresStore::connect_options(&url).expect("a valid URL");
+    assert!(
+        PostgresStore::DEFAULT_STATEMENT_TIMEOUT < PostgresStore::DEFAULT_CALL_TIMEOUT
+            && PostgresStore::DEFAULT_ACQUIRE_TIMEOUT < PostgresStore::DEFAULT_CALL_TIMEOUT
+    );
+    assert!(
+        !options
+            .get_options()
+            .unwrap_or_default()
+            .contains("synchronous_commit"),
+        "the store leaves synchronous_commit to the server"
+    );
+    let store = PostgresStore::new(
+        PostgresStore::pool_options()
+            .connect_with(options)
+            .await
+            .expect("connect"),
+    );
+    assert_eq!(
+        (store.acquire_timeout(), store.call_timeout()),
+        (Duration::from_secs(2), Duration::from_secs(5))
+    );
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(store.pool())
+        .await
+        .expect("show");
+    assert_eq!(shown, "4s");
+
+    // A URL that sets its own keeps it.
+    let own =
+        PostgresStore::connect_options(&with_parameter(&url, "options[statement_timeout]=1500ms"))
+            .expect("a valid URL");
+    let mut connection = PgConnection::connect_with(&own).await.expect("connect");
+    let shown: String = sqlx::query_scalar("SHOW statement_timeout")
+        .fetch_one(&mut connection)
+        .await
+        .expect("show");
+    assert_eq!(shown, "1500ms");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_waits_for_a_busy_pool_no_longer_than_its_acquire_timeout() {
+    let limit = Duration::from_millis(300);
+    let (store, _) = bounded_store(&common::database_url(), 1, |builder| {
+        builder.acquire_timeout(limit)
+    })
+    .await;
+    let held = store
+        .pool()
+        .acquire()
+        .await
+        .expect("the pool's only connection");
+    let started = Instant::now();
+    let error = store
+        .fetch_session("a")
+        .await
+        .expect_err("the pool is busy");
+    let elapsed = started.elapsed();
+    assert_eq!(deadline::bound_hit(&error), Some(Bound::Acquire), "{error}");
+    assert!(elapsed <= limit + MARGIN, "failed after {elapsed:?}");
+    assert!(
+        error.to_string().ends_with(
+            "narvik-postgres fetch_session: no answer within 300ms (pool acquire timeout)"
+        ),
+        "{error}"
+    );
+    drop(held);
+    assert!(store.fetch_session("a").await.expect("fetch").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_call_past_its_deadline_fails_naming_it_and_closes_its_connection() {
+    let limit = Duration::from_millis(300);
+    let (store, schema) = bounded_store(&common::database_url(), 4, |builder| {
+        builder.call_timeout(limit)
+    })
+    .await;
+    store
+        .save_session(&record("a", "u", time::Duration::hours(1)))
+        .await
+        .expect("save");
+    let admin = lock_the_table(&schema).await;
+    let pooled = settled_size(store.pool()).await;
+    let started = Instant::now();
+    let error = store
+        .fetch_session("a")
+        .await
+        .expect_err("the table is locked");
+    let elapsed = started.elapsed();
+    assert_eq!(deadline::bound_hit(&error), Some(Bound::Call), "{error}");
+    assert!(elapsed <= limit + MARGIN, "failed after {elapsed:?}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("narvik-postgres fetch_session: no answer within 300ms (call deadline)"),
+        "{error}"
+    );
+
+    // The cut-off statement's connection is closed, not returned to the pool...
+    let closing = Instant::now();
+    while store.pool().size() >= pooled && closing.elapsed() < Duration::from_secs(2) {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    assert!(
+        store.pool().size() < pooled,
+        "the connection went back to the pool"
+    );
+    // ...and its backend ends once the lock is released.
+    admin.close().await.expect("release the lock");
+    let admin = admin_pool().await;
+    let backends = || {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+        )
+        .bind(&schema)
+        .fetch_one(&admin)
+    };
+    let ending = Instant::now();
+    while backends().await.expect("count") > i64::from(store.pool().size())
+        && ending.elapsed() < Duration::from_secs(3)
+    {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(
+        backends().await.expect("count"),
+        i64::from(store.pool().size()),
+        "a backend outlived the connection the store closed"
+    );
+    assert!(store.fetch_session("a").await.expect("fetch").is_some());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_servers_statement_timeout_ends_a_wait_on_a_lock_and_keeps_the_connection() {
+    let url = with_parameter(&common::database_url(), "options[statement_timeout]=300ms");
+    let (store, schema) = bounded_store(&url, 4, |builder| builder).await;
+    let admin = lock_the_table(&schema).await;
+    let pooled = settled_size(store.pool()).await;
+    let error = store
+        .fetch_session("a")
+        .await
+        .expect_err("the table is locked");
     assert!(matches!(error, Error::Unavailable { .. }), "{error:?}");
+    assert_eq!(deadline::bound_hit(&error), None, "{error}");
+    assert!(
+        error
+            .to_string()
+            .ends_with("narvik-postgres fetch_session: statement cancelled (statement_timeout)"),
+        "{error}"
+    );
+    admin.close().await.expect("release the lock");
+    // The server ended the statement cleanly: the connection goes back to the pool, and serves.
+    assert_eq!(settled_size(store.pool()).await, pooled);
+    assert!(store.fetch_session("a").await.expect("fetch").is_none());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_zero_timeout_is_a_configuration_error() {
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .connect_lazy("postgres://postgres@127.0.0.1:1/none")
+        .expect("lazy pool");
+    for built in [
+        PostgresStore::builder(pool.clone())
+            .acquire_timeout(Duration::ZERO)
+            .build(),
+        PostgresStore::builder(pool.clone())
+            .call_timeout(Duration::ZERO)
+            .build(),
+    ] {
+        assert!(
+            matches!(built, Err(Error::InvalidConfiguration(_))),
+            "{built:?}"
+        );
+    }
+    let store = PostgresStore::builder(pool)
+        .acquire_timeout(Duration::from_millis(1500))
+        .call_timeout(Duration::from_secs(3))
+        .build()
+        .expect("valid");
+    assert_eq!(
+        (store.acquire_timeout(), store.call_timeout()),
+        (Duration::from_millis(1500), Duration::from_secs(3))
+    );
 }
 
 #[tokio::test(flavor = "multi_thread")]

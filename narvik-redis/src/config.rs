@@ -1,13 +1,15 @@
-//! Building a [`RedisStore`]: key prefix, connection naming and timeouts.
+//! Building a [`RedisStore`]: key prefix and the time bounds of its calls.
 
 use std::time::Duration;
 
 use narvik_core::{Error, Result};
-use std::sync::Arc;
 
-use redis::{AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo};
+use redis::{
+    AsyncConnectionConfig, ConnectionInfo, IntoConnectionInfo, ProtocolVersion, RedisError,
+};
 
 use crate::connection::{Backend, Reconnecting};
+use crate::error::{name_fault, Failure, Limits};
 use crate::keys::KeySpace;
 use crate::store::RedisStore;
 
@@ -16,6 +18,11 @@ pub const DEFAULT_PREFIX: &str = "narvik";
 
 /// Configures and connects a [`RedisStore`].
 ///
+/// Every default is a bound narvik promises: a call never takes longer than the call timeout
+/// (5 s), a connection attempt never longer than the connect timeout (2 s), a checkout from
+/// an application's pool never longer than the acquire timeout (2 s). Past a bound, the call
+/// fails with [`Error::Unavailable`] naming the store, the call and the bound.
+///
 /// ```no_run
 /// # async fn demo() -> narvik_core::Result<()> {
 /// use narvik_redis::RedisStore;
@@ -23,7 +30,7 @@ pub const DEFAULT_PREFIX: &str = "narvik";
 ///
 /// let store = RedisStore::builder()
 ///     .prefix("myapp:sessions")
-///     .response_timeout(Duration::from_secs(2))
+///     .call_timeout(Duration::from_secs(2))
 ///     .connect("redis://127.0.0.1:6379")
 ///     .await?;
 /// # let _ = store; Ok(()) }
@@ -32,7 +39,9 @@ pub const DEFAULT_PREFIX: &str = "narvik";
 pub struct RedisStoreBuilder {
     prefix: String,
     connection_timeout: Duration,
-    response_timeout: Duration,
+    response_timeout: Option<Duration>,
+    call_timeout: Duration,
+    acquire_timeout: Duration,
 }
 
 impl Default for RedisStoreBuilder {
@@ -40,13 +49,17 @@ impl Default for RedisStoreBuilder {
         Self {
             prefix: DEFAULT_PREFIX.to_owned(),
             connection_timeout: Duration::from_secs(2),
-            response_timeout: Duration::from_secs(5),
+            response_timeout: None,
+            call_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(2),
         }
     }
 }
 
 impl RedisStoreBuilder {
-    /// A builder with the defaults: prefix `narvik`, 2 s connect timeout, 5 s response timeout.
+    /// A builder with the defaults: prefix `narvik`, 2 s connect timeout, 5 s call timeout,
+    /// 2 s pool acquire timeout, no response timeout of its own (the call timeout bounds every
+    /// command).
     pub fn new() -> Self {
         Self::default()
     }
@@ -57,49 +70,96 @@ impl RedisStoreBuilder {
         self
     }
 
-    /// How long one connection attempt may take (default 2 s).
+    /// How long one connection attempt may take, TCP connect and handshake together (default
+    /// 2 s). While the server is unreachable, calls fail within it.
     pub fn connection_timeout(mut self, timeout: Duration) -> Self {
         self.connection_timeout = timeout;
         self
     }
 
-    /// How long a command may wait for its answer (default 5 s); past it the call fails with
-    /// [`Error::Unavailable`].
+    /// How long one command may wait for its answer, on connections the store opens itself;
+    /// past it the call fails with the call deadline named. By default there is none of its
+    /// own: the call timeout bounds every command of the call, with one timer per call
+    /// instead of two. Worth setting below the call timeout only for calls made of many
+    /// commands; on a cluster it is also how long one try may take before the client's
+    /// retry (default: the call timeout).
     pub fn response_timeout(mut self, timeout: Duration) -> Self {
-        self.response_timeout = timeout;
+        self.response_timeout = Some(timeout);
         self
     }
 
+    /// How long one store call may take end to end, waiting for a connection included
+    /// (default 5 s). Operations made of many commands (a purge of a large backlog) are
+    /// bounded too: each run does what it can, and the next one goes on.
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.call_timeout = timeout;
+        self
+    }
+
+    /// How long a call may wait for a connection from a pool given to
+    /// [`from_pool`](Self::from_pool) or [`from_cluster_pool`](Self::from_cluster_pool)
+    /// (default 2 s), whatever the pool's own wait: a pool that cannot create connections
+    /// makes calls fail within it instead of queueing.
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.acquire_timeout = timeout;
+        self
+    }
+
+    fn limits(&self) -> Limits {
+        Limits {
+            connect: self.connection_timeout,
+            acquire: self.acquire_timeout,
+            response: self.response_timeout.unwrap_or(self.call_timeout),
+        }
+    }
+
+    fn store(&self, backend: Backend, keys: KeySpace) -> RedisStore {
+        RedisStore::from_parts(backend, keys, self.call_timeout, self.limits())
+    }
+
+    /// A connection failure while building the store, as the `connect` operation's fault.
+    fn connect_failure(&self, error: RedisError) -> Error {
+        name_fault("connect", self.limits(), Failure::connect(error))
+    }
+
     /// Connects to one Redis server (`redis://`, `rediss://` with the `tls` feature,
-    /// `redis+unix://`) through one multiplexed connection shared by all tasks and replaced in
-    /// the background when it breaks: every operation costs its round trips and nothing more. Fails with [`Error::Unavailable`] when the server
-    /// cannot be reached.
+    /// `redis+unix://`) through one multiplexed connection shared by all tasks: every
+    /// operation costs its round trips and nothing more. The connection speaks RESP3 whatever
+    /// the URL asks for, so that its driver hears at once when the server closes it; it is
+    /// then re-established in the background, before the next call needs it. Fails with
+    /// [`Error::Unavailable`] when the server cannot be reached within the connect timeout.
     pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<RedisStore> {
         let keys = KeySpace::new(&self.prefix)?;
-        let client = redis::Client::open(Self::connection_info(url)?)
+        let info = Self::connection_info(url)?;
+        let resp3 = info
+            .redis_settings()
+            .clone()
+            .set_protocol(ProtocolVersion::RESP3);
+        let client = redis::Client::open(info.set_redis_settings(resp3))
             .map_err(|error| Error::InvalidConfiguration(error.to_string()))?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
-            .set_response_timeout(Some(self.response_timeout));
-        let shared = Reconnecting::connect(client, config).await?;
-        Ok(RedisStore::from_parts(
-            Backend::Multiplexed(Arc::new(shared)),
-            keys,
-        ))
+            .set_response_timeout(self.response_timeout);
+        let shared = Reconnecting::connect(client, config)
+            .await
+            .map_err(|error| self.connect_failure(error))?;
+        Ok(self.store(Backend::Multiplexed(shared), keys))
     }
 
     /// Uses a deadpool-redis pool the application already has. Each operation checks out a
-    /// connection, and deadpool-redis sends a `PING` when it recycles one: an extra round trip
-    /// per operation. Prefer [`RedisStoreBuilder::connect`] for the session hot path.
+    /// connection (within the acquire timeout), and deadpool-redis sends a `PING` when it
+    /// recycles one: an extra round trip per operation, which also finds connections the
+    /// server closed. Prefer [`RedisStoreBuilder::connect`] for the session hot path.
     pub fn from_pool(self, pool: deadpool_redis::Pool) -> Result<RedisStore> {
-        Ok(RedisStore::from_parts(
-            Backend::Pool(pool),
-            KeySpace::new(&self.prefix)?,
-        ))
+        let keys = KeySpace::new(&self.prefix)?;
+        Ok(self.store(Backend::Pool(pool, self.acquire_timeout), keys))
     }
 
     /// Connects to a Redis Cluster through the redis crate's async cluster client, given some
-    /// of its nodes. See the crate docs for what is atomic on a cluster.
+    /// of its nodes, with the same bounds as [`connect`](Self::connect): connect and response
+    /// timeouts on every node connection, the whole initial connect within the connect
+    /// timeout, every call within the call timeout. See the crate docs for what is atomic on a
+    /// cluster.
     #[cfg(feature = "cluster")]
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         self,
@@ -112,29 +172,45 @@ impl RedisStoreBuilder {
             .collect::<Result<Vec<_>>>()?;
         let client = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(self.connection_timeout)
-            .response_timeout(self.response_timeout)
+            .response_timeout(self.response_timeout.unwrap_or(self.call_timeout))
+            // The client resends a command after a connection error or a slot move, and waits
+            // between tries: by default at least 1.28 s, which alone breaks the recovery bound.
+            // Three quick tries (10 ms to at most 250 ms apart) ride over a node's restart, and
+            // the call timeout bounds them all.
             .retries(3)
+            .min_retry_wait(10)
+            .max_retry_wait(250)
             .build()
             .map_err(|error| Error::InvalidConfiguration(error.to_string()))?;
-        let connection = client
-            .get_async_connection()
-            .await
-            .map_err(Error::unavailable)?;
-        Ok(RedisStore::from_parts(Backend::Cluster(connection), keys))
+        let connection = match tokio::time::timeout(
+            self.connection_timeout,
+            client.get_async_connection(),
+        )
+        .await
+        {
+            Ok(Ok(connection)) => connection,
+            Ok(Err(error)) => return Err(self.connect_failure(error)),
+            Err(elapsed) => return Err(self.connect_failure(elapsed_error(elapsed))),
+        };
+        Ok(self.store(Backend::Cluster(connection), keys))
     }
 
     /// Uses a deadpool-redis cluster pool the application already has (a checkout per
-    /// operation, as [`RedisStoreBuilder::from_pool`]).
+    /// operation within the acquire timeout, as [`RedisStoreBuilder::from_pool`]).
     #[cfg(feature = "cluster")]
     pub fn from_cluster_pool(self, pool: deadpool_redis::cluster::Pool) -> Result<RedisStore> {
-        Ok(RedisStore::from_parts(
-            Backend::ClusterPool(pool),
-            KeySpace::new(&self.prefix)?,
-        ))
+        let keys = KeySpace::new(&self.prefix)?;
+        Ok(self.store(Backend::ClusterPool(pool, self.acquire_timeout), keys))
     }
 
     fn connection_info(url: impl IntoConnectionInfo) -> Result<ConnectionInfo> {
         url.into_connection_info()
             .map_err(|error| Error::InvalidConfiguration(error.to_string()))
     }
+}
+
+/// The connect timeout of the cluster's initial connect, as the driver reports its own.
+#[cfg(feature = "cluster")]
+fn elapsed_error(_: tokio::time::error::Elapsed) -> RedisError {
+    std::io::Error::from(std::io::ErrorKind::TimedOut).into()
 }

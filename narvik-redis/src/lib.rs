@@ -4,12 +4,14 @@
 
 mod config;
 mod connection;
+mod error;
 mod keys;
 mod record;
 mod scripts;
 mod store;
 
 pub use config::{RedisStoreBuilder, DEFAULT_PREFIX};
+pub use error::STORE_NAME;
 pub use store::RedisStore;
 
 /// The Redis driver this crate is built on, so applications need no separate dependency.

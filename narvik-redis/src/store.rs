@@ -1,9 +1,12 @@
 //! [`RedisStore`]: the [`SessionStore`] implementation.
 
 use std::collections::HashMap;
+use std::future::Future;
 use std::sync::Arc;
+use std::time::Duration;
 
 use async_trait::async_trait;
+use narvik_core::deadline::{self, Bound};
 use narvik_core::session::short_id;
 use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
 use redis::{RedisError, Value};
@@ -12,6 +15,7 @@ use tracing::Instrument;
 
 use crate::config::RedisStoreBuilder;
 use crate::connection::{Backend, Conn};
+use crate::error::{name_fault, Failure, Limits, STORE_NAME};
 use crate::keys::{KeySpace, QueueEntry, QUEUE_GRACE_MS};
 use crate::record::{self, now_ms, time_field, unix_ms};
 use crate::scripts::SCRIPTS;
@@ -65,6 +69,8 @@ pub struct RedisStore {
 struct Inner {
     backend: Backend,
     keys: KeySpace,
+    call_timeout: Duration,
+    limits: Limits,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -76,8 +82,9 @@ impl std::fmt::Debug for RedisStore {
     }
 }
 
+/// A failed command, named after its operation by [`RedisStore::bounded`].
 fn unavailable(error: RedisError) -> Error {
-    Error::unavailable(error)
+    Failure::command(error)
 }
 
 /// How a cluster expiry update treats the expiry-queue entry.
@@ -100,10 +107,41 @@ impl RedisStore {
         RedisStoreBuilder::new().connect(url).await
     }
 
-    pub(crate) fn from_parts(backend: Backend, keys: KeySpace) -> Self {
+    pub(crate) fn from_parts(
+        backend: Backend,
+        keys: KeySpace,
+        call_timeout: Duration,
+        limits: Limits,
+    ) -> Self {
         Self {
-            inner: Arc::new(Inner { backend, keys }),
+            inner: Arc::new(Inner {
+                backend,
+                keys,
+                call_timeout,
+                limits,
+            }),
         }
+    }
+
+    /// Runs one store call within the call timeout, and names the call in its faults.
+    async fn bounded<T>(
+        &self,
+        operation: &'static str,
+        work: impl Future<Output = Result<T>>,
+    ) -> Result<T> {
+        match deadline::within(STORE_NAME, operation, self.inner.call_timeout, work).await {
+            Ok(value) => Ok(value),
+            Err(error) => Err(self.failed(operation, error)),
+        }
+    }
+
+    #[cold]
+    fn failed(&self, operation: &'static str, error: Error) -> Error {
+        if deadline::bound_hit(&error) == Some(Bound::Call) {
+            // Out of time on a connection that may be half-open: have it checked.
+            self.inner.backend.suspect();
+        }
+        name_fault(operation, self.inner.limits, error)
     }
 
     /// The prefix of every key of this store.
@@ -173,16 +211,21 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        let set: Value = redis::cmd("SET")
+        // `GET` returns what was there: the cluster client resends a command whose answer a
+        // dropped connection lost, so an existing record that is this one byte for byte is
+        // this call's own write, not another session's (ids are 256 random bits). Taking it
+        // for a duplicate would remove the index entry of a live record.
+        let existing: Option<Vec<u8>> = redis::cmd("SET")
             .arg(&record_key)
             .arg(&value)
             .arg("NX")
+            .arg("GET")
             .arg("PXAT")
             .arg(expires)
             .query_async(&mut conn)
             .await
             .map_err(unavailable)?;
-        if !matches!(set, Value::Nil) {
+        if existing.as_ref().is_none_or(|existing| *existing == value) {
             // A delete of the same id racing this save may have removed the entry between the
             // two steps: put it back now that the record exists.
             self.track_in_index(&mut conn, &index, &record.id, expires)
@@ -788,7 +831,8 @@ impl SessionStore for RedisStore {
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let span =
             tracing::debug_span!("narvik_redis.save_session", session = short_id(&record.id));
-        self.save(record).instrument(span).await
+        self.bounded("save_session", self.save(record).instrument(span))
+            .await
     }
 
     /// One `GET`. Expired records are never returned: Redis removes them at `expires_at`, and
@@ -798,9 +842,10 @@ impl SessionStore for RedisStore {
             tracing::debug_span!("narvik_redis.fetch_session", session = short_id(session_id));
         // The hot path: skip the span wrapper when nobody listens.
         if span.is_disabled() {
-            return self.fetch(session_id).await;
+            return self.bounded("fetch_session", self.fetch(session_id)).await;
         }
-        self.fetch(session_id).instrument(span).await
+        self.bounded("fetch_session", self.fetch(session_id).instrument(span))
+            .await
     }
 
     /// Moves the expiry of a live record (and its index and queue entries); a missing or
@@ -815,9 +860,11 @@ impl SessionStore for RedisStore {
             "narvik_redis.update_session_expiry",
             session = short_id(session_id)
         );
-        self.update_by_id(session_id, expires_at)
-            .instrument(span)
-            .await
+        self.bounded(
+            "update_session_expiry",
+            self.update_by_id(session_id, expires_at).instrument(span),
+        )
+        .await
     }
 
     /// The engine's extension. `record.user_id` names the index, so this is one script on a
@@ -831,9 +878,11 @@ impl SessionStore for RedisStore {
             "narvik_redis.update_record_expiry",
             session = short_id(&record.id)
         );
-        self.update_record(record, expires_at)
-            .instrument(span)
-            .await
+        self.bounded(
+            "update_record_expiry",
+            self.update_record(record, expires_at).instrument(span),
+        )
+        .await
     }
 
     async fn delete_session(&self, session_id: &str) -> Result<()> {
@@ -841,7 +890,8 @@ impl SessionStore for RedisStore {
             "narvik_redis.delete_session",
             session = short_id(session_id)
         );
-        self.delete(session_id).instrument(span).await
+        self.bounded("delete_session", self.delete(session_id).instrument(span))
+            .await
     }
 
     /// Reads the user's index (pruning entries of records Redis has expired), then the records
@@ -852,12 +902,20 @@ impl SessionStore for RedisStore {
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>> {
         let span = tracing::debug_span!("narvik_redis.fetch_sessions_for_user");
-        self.fetch_for_user(user_id, now).instrument(span).await
+        self.bounded(
+            "fetch_sessions_for_user",
+            self.fetch_for_user(user_id, now).instrument(span),
+        )
+        .await
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         let span = tracing::debug_span!("narvik_redis.delete_sessions_for_user");
-        self.delete_for_user(user_id).instrument(span).await
+        self.bounded(
+            "delete_sessions_for_user",
+            self.delete_for_user(user_id).instrument(span),
+        )
+        .await
     }
 
     /// Deletes every record expired at `now`, whether or not Redis has expired it yet, found
@@ -866,6 +924,10 @@ impl SessionStore for RedisStore {
     /// count never exceeds the expired records and never includes a live one.
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         let span = tracing::debug_span!("narvik_redis.delete_all_expired_sessions");
-        self.delete_expired(now).instrument(span).await
+        self.bounded(
+            "delete_all_expired_sessions",
+            self.delete_expired(now).instrument(span),
+        )
+        .await
     }
 }
