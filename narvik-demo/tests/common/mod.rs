@@ -4,8 +4,12 @@
 
 #![allow(dead_code)] // each test binary uses its own part
 
+use std::io::{BufRead, BufReader};
 use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::process::{Child, Command, Stdio};
+use std::sync::mpsc;
 use std::sync::Arc;
+use std::time::Duration;
 
 use narvik_core::ManualClock;
 use narvik_demo::{Argon2Params, Demo, DemoBuilder};
@@ -193,5 +197,89 @@ impl Served {
 impl Drop for Served {
     fn drop(&mut self) {
         self.task.abort();
+    }
+}
+
+/// The demo binary, killed and reaped when dropped (also when the test panics).
+pub struct DemoProcess {
+    pub child: Child,
+    pub addr: SocketAddr,
+    pub permits: u64,
+}
+
+impl DemoProcess {
+    /// Starts the demo binary on a free port with `args` and waits until it prints its URL and
+    /// its sign-in bound.
+    pub fn start(args: &[&str]) -> Self {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_narvik-demo"))
+            .args(["--port", "0"])
+            .args(args)
+            .env_remove("NARVIK_DEMO_PORT")
+            .env_remove("PORT")
+            .env_remove("NARVIK_DEMO_STORE")
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .expect("start the demo binary");
+        let stdout = child.stdout.take().expect("piped stdout");
+        // Every line goes through the channel, read until the end, so the demo never blocks
+        // on a full pipe.
+        let (lines_tx, lines) = mpsc::channel();
+        std::thread::spawn(move || {
+            for line in BufReader::new(stdout).lines().map_while(Result::ok) {
+                if lines_tx.send(line).is_err() {
+                    break;
+                }
+            }
+        });
+        let mut process = Self {
+            child,
+            addr: SocketAddr::from(([127, 0, 0, 1], 0)),
+            permits: 0,
+        };
+        loop {
+            let line = lines
+                .recv_timeout(Duration::from_secs(60))
+                .expect("the demo prints its URL and bound within 60 s");
+            if let Some(url) = line.strip_prefix("narvik demo listening on http://") {
+                process.addr = url.parse().expect("host:port");
+            }
+            if let Some(bound) = line.trim_start_matches(' ').strip_prefix("sign-in bound: ") {
+                process.permits = bound
+                    .split(' ')
+                    .next()
+                    .and_then(|n| n.parse().ok())
+                    .expect("the number of permits");
+                break;
+            }
+        }
+        assert_ne!(process.addr.port(), 0, "the URL comes before the bound");
+        std::thread::spawn(move || for _ in lines {});
+        process
+    }
+
+    pub fn status_kib(&self, field: &str) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.child.id()))
+            .expect("/proc/<pid>/status");
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix(field)?.strip_prefix(':'))
+            .and_then(|value| value.trim_matches([' ', '\t']).strip_suffix(" kB"))
+            .and_then(|kib| kib.parse().ok())
+            .unwrap_or_else(|| panic!("no {field} in /proc/<pid>/status"))
+    }
+
+    /// Resets the peak (VmHWM) to the current resident set, where the kernel allows it; if it
+    /// does not, the peak still includes start-up and the growth is only overstated.
+    pub fn reset_peak(&self) -> bool {
+        std::fs::write(format!("/proc/{}/clear_refs", self.child.id()), "5").is_ok()
+    }
+}
+
+impl Drop for DemoProcess {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
     }
 }

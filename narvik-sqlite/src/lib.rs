@@ -1,0 +1,16 @@
+#![doc = include_str!("../README.md")]
+#![forbid(unsafe_code)]
+#![deny(missing_docs)]
+
+pub mod config;
+mod error;
+#[cfg(feature = "migrate")]
+mod migrate;
+mod store;
+
+pub use config::{Identifier, SqliteConfig};
+pub use store::{SqliteStore, SqliteStoreBuilder};
+
+/// The sqlx this crate is built on, so that an application can build its `SqlitePool` without
+/// depending on a second, possibly different, sqlx.
+pub use sqlx;

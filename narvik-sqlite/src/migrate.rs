@@ -1,0 +1,161 @@
+//! Embedded, versioned migrations with a templated table name.
+//!
+//! `sqlx::migrate!` embeds fixed SQL, but the table name here is configuration, so the
+//! migrations are our own: SQL files compiled in with `include_str!`, identifiers substituted
+//! (validated and quoted, see [`crate::config`]), applied in one `BEGIN IMMEDIATE` transaction
+//! (which takes SQLite's write lock first, so instances starting at once take turns), and
+//! recorded in a bookkeeping table beside the session table (`<table>_migrations`), so two
+//! narvik tables never share or clash with the host application's `_sqlx_migrations`.
+
+use sha2::{Digest, Sha256};
+use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
+
+use narvik_core::{Error, Result};
+
+use crate::config::SqliteConfig;
+use crate::error::map_sqlx_error;
+
+/// One embedded migration. The checksum covers the template, not the rendered SQL, so it is
+/// the same whatever the configured name.
+struct Migration {
+    version: i64,
+    description: &'static str,
+    template: &'static str,
+}
+
+/// Every migration, in version order. Append only: an applied migration is never edited.
+const MIGRATIONS: &[Migration] = &[Migration {
+    version: 1,
+    description: "create sessions",
+    template: include_str!("../migrations/0001_create_sessions.sql"),
+}];
+
+/// The suffix of the bookkeeping table's name.
+const BOOKKEEPING_SUFFIX: &str = "_migrations";
+
+impl Migration {
+    fn checksum(&self) -> Vec<u8> {
+        Sha256::digest(self.template.as_bytes()).to_vec()
+    }
+
+    fn render(&self, config: &SqliteConfig) -> String {
+        self.template
+            .replace("{{table}}", &config.table().quoted())
+            .replace(
+                "{{user_id_index}}",
+                &config.table().quoted_with_suffix("_user_id_idx"),
+            )
+            .replace(
+                "{{expires_at_index}}",
+                &config.table().quoted_with_suffix("_expires_at_idx"),
+            )
+    }
+}
+
+/// The operation named in the errors of a migration.
+const OPERATION: &str = "migrate";
+
+/// Applies every migration not yet recorded, in one transaction on `connection`.
+pub(crate) async fn run(connection: &mut SqliteConnection, config: &SqliteConfig) -> Result<()> {
+    let map_sqlx_error = |error| map_sqlx_error(OPERATION, error);
+    let mut tx = connection
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .map_err(map_sqlx_error)?;
+
+    let bookkeeping = config.table().quoted_with_suffix(BOOKKEEPING_SUFFIX);
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE IF NOT EXISTS {bookkeeping} (
+            version     INTEGER NOT NULL PRIMARY KEY,
+            description TEXT    NOT NULL,
+            checksum    BLOB    NOT NULL,
+            applied_at  INTEGER NOT NULL
+        ) STRICT"
+    )))
+    .execute(&mut *tx)
+    .await
+    .map_err(map_sqlx_error)?;
+
+    let applied = sqlx::query(AssertSqlSafe(format!(
+        "SELECT version, checksum FROM {bookkeeping}"
+    )))
+    .fetch_all(&mut *tx)
+    .await
+    .map_err(map_sqlx_error)?;
+    let mut applied_versions = Vec::with_capacity(applied.len());
+    for row in &applied {
+        let version: i64 = row.try_get("version").map_err(map_sqlx_error)?;
+        let checksum: Vec<u8> = row.try_get("checksum").map_err(map_sqlx_error)?;
+        applied_versions.push((version, checksum));
+    }
+
+    for migration in MIGRATIONS {
+        // Versions we do not know (a newer narvik already migrated this table) are left alone:
+        // during a rolling deploy the old binary keeps working on the newer schema.
+        match applied_versions
+            .iter()
+            .find(|(v, _)| *v == migration.version)
+        {
+            Some((_, checksum)) if *checksum == migration.checksum() => continue,
+            Some(_) => {
+                return Err(Error::InvalidConfiguration(format!(
+                    "narvik-sqlite migration {} ({}) was applied to {} with different SQL",
+                    migration.version,
+                    migration.description,
+                    config.table()
+                )));
+            }
+            None => {}
+        }
+        tracing::info!(
+            version = migration.version,
+            table = %config.table(),
+            "applying narvik-sqlite migration"
+        );
+        sqlx::raw_sql(AssertSqlSafe(migration.render(config)))
+            .execute(&mut *tx)
+            .await
+            .map_err(map_sqlx_error)?;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO {bookkeeping} (version, description, checksum, applied_at) \
+             VALUES (?1, ?2, ?3, ?4)"
+        )))
+        .bind(migration.version)
+        .bind(migration.description)
+        .bind(migration.checksum())
+        .bind(crate::store::millis(time::OffsetDateTime::now_utc()))
+        .execute(&mut *tx)
+        .await
+        .map_err(map_sqlx_error)?;
+    }
+
+    tx.commit().await.map_err(map_sqlx_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rendering_leaves_no_placeholder_and_quotes_every_name() {
+        let config = SqliteConfig::new("Sessions", 10).expect("valid");
+        for migration in MIGRATIONS {
+            let sql = migration.render(&config);
+            assert!(!sql.contains("{{"), "placeholder left in {sql}");
+            assert!(sql.contains("\"Sessions\""));
+            assert!(sql.contains("\"Sessions_user_id_idx\""));
+            assert!(sql.contains("\"Sessions_expires_at_idx\""));
+        }
+    }
+
+    #[test]
+    fn versions_are_increasing_and_templates_use_lf() {
+        for pair in MIGRATIONS.windows(2) {
+            assert!(pair[0].version < pair[1].version);
+        }
+        for migration in MIGRATIONS {
+            // A CRLF checkout would change the checksum of an applied migration.
+            assert!(!migration.template.contains('\r'));
+        }
+    }
+}

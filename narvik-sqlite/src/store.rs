@@ -1,0 +1,759 @@
+//! [`SqliteStore`]: the storage contract, one statement per call.
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sqlx::pool::PoolConnection;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteRow, SqliteSynchronous,
+};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _, SqlStr, Sqlite};
+use time::OffsetDateTime;
+
+use narvik_core::deadline::{self, Bound, StoreFault};
+use narvik_core::session::short_id;
+use narvik_core::time_util::truncate_to_millis;
+use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+
+use crate::config::SqliteConfig;
+use crate::error::{map_insert_error, map_sqlx_error, STORE};
+
+/// A narvik session store on SQLite: a database file, or a database in memory.
+///
+/// Cheap to clone: clones share the pools. Open a file with [`SqliteStore::open`] (WAL mode,
+/// `busy_timeout`, `synchronous = FULL`; see the crate's README), a database in memory with
+/// [`SqliteStore::open_in_memory`], or wrap the application's pool with [`SqliteStore::new`]
+/// or [`SqliteStore::builder`]; create the table with [`SqliteStore::migrate`] (feature
+/// `migrate`, on by default).
+///
+/// **Capabilities:** [`Capabilities::ALL`]. Every optional call is implemented;
+/// [`fetch_session`](SessionStore::fetch_session) returns a record even after its expiry (the
+/// engine judges it and deletes it); a record saved already expired is kept until the purge;
+/// the purge reports exactly the rows it deleted.
+///
+/// **Concurrency.** SQLite has one writer at a time per database. A store from
+/// [`SqliteStore::open`] writes through a pool of one connection, so the application's own
+/// writes queue in the pool (first come, first served) instead of spinning in SQLite's busy
+/// handler, and reads through a pool of [`SqliteStore::DEFAULT_READ_CONNECTIONS`], which WAL
+/// lets run beside the writer. Writers in other processes on the same file wait up to the
+/// `busy_timeout`.
+///
+/// **Time.** The per-user listing and the purge filter on the `now` the engine hands down;
+/// [`update_session_expiry`](SessionStore::update_session_expiry) refuses to extend a record
+/// that has expired by the application's wall clock (`OffsetDateTime::now_utc()`), the clock
+/// the engine's default [`SystemClock`](narvik_core::SystemClock) reads.
+///
+/// **Bounded time.** Every call fails with [`Error::Unavailable`] rather than wait past its
+/// bounds: a connection from the pool within [`SqliteStore::DEFAULT_ACQUIRE_TIMEOUT`] (2 s),
+/// the whole call within [`SqliteStore::DEFAULT_CALL_TIMEOUT`] (5 s), and a lock held by
+/// another writer within [`SqliteStore::DEFAULT_BUSY_TIMEOUT`] (4 s, below the call deadline,
+/// so that the statement itself gives up, typed, before the call is cut off).
+///
+/// **Values SQLite is not given.** A NUL character (U+0000) in a session id or user id is
+/// [`Error::InvalidData`] at save, as in every narvik SQL store (SQLite's string functions
+/// stop at a NUL); nothing is stored. The data is kept as JSON text byte for byte, so numbers
+/// come back with the same kind and bits.
+#[derive(Clone)]
+pub struct SqliteStore {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    readers: SqlitePool,
+    writer: SqlitePool,
+    config: SqliteConfig,
+    sql: Statements,
+    timeouts: Timeouts,
+    /// For a database in memory: one connection that is never used, only held. A shared-cache
+    /// in-memory database lives as long as one connection to it is open; this one keeps it
+    /// alive while the pool closes and reopens its own.
+    _keeper: Option<Mutex<SqliteConnection>>,
+}
+
+/// How long the store waits for the pool and for a whole call.
+#[derive(Debug, Clone, Copy)]
+struct Timeouts {
+    acquire: Duration,
+    call: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Self {
+            acquire: SqliteStore::DEFAULT_ACQUIRE_TIMEOUT,
+            call: SqliteStore::DEFAULT_CALL_TIMEOUT,
+        }
+    }
+}
+
+impl std::fmt::Debug for SqliteStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteStore")
+            .field("config", &self.inner.config)
+            .field("acquire_timeout", &self.inner.timeouts.acquire)
+            .field("call_timeout", &self.inner.timeouts.call)
+            .field("in_memory", &self.inner._keeper.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
+/// The SQL of every call, rendered once per store with the configured (validated, quoted)
+/// table name. Everything else is a bind parameter.
+struct Statements {
+    insert: SqlStr,
+    select: SqlStr,
+    update_expiry: SqlStr,
+    delete: SqlStr,
+    select_for_user: SqlStr,
+    delete_for_user: SqlStr,
+    purge_batch: SqlStr,
+}
+
+const COLUMNS: &str = "id, user_id, expires_at, created_at, data";
+
+impl Statements {
+    fn new(config: &SqliteConfig) -> Self {
+        let table = config.table().quoted();
+        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+        Self {
+            insert: sql(format!(
+                "INSERT INTO {table} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
+            )),
+            select: sql(format!("SELECT {COLUMNS} FROM {table} WHERE id = ?1")),
+            // `expires_at > ?3` (the wall clock): an expired record, purged or not, is as good
+            // as missing and is never extended back to life.
+            update_expiry: sql(format!(
+                "UPDATE {table} SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3"
+            )),
+            delete: sql(format!("DELETE FROM {table} WHERE id = ?1")),
+            select_for_user: sql(format!(
+                "SELECT {COLUMNS} FROM {table} WHERE user_id = ?1 AND expires_at > ?2"
+            )),
+            delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = ?1")),
+            // Bounded, so that a purge of millions of rows never holds the write lock for
+            // long. The inner SELECT reads rowids straight from the expiry index (it covers
+            // them), the DELETE removes those rows where they lie: the cost follows the
+            // expired rows. (`DELETE ... LIMIT` needs a compile option SQLite leaves off.)
+            purge_batch: sql(format!(
+                "DELETE FROM {table} WHERE rowid IN (\
+                   SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
+            )),
+        }
+    }
+}
+
+impl SqliteStore {
+    /// The longest a call waits for a connection from the pool unless configured otherwise,
+    /// opening one included. Also the acquire timeout of [`SqliteStore::pool_options`].
+    pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
+    /// The longest a call takes, end to end, unless configured otherwise.
+    pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// How long a statement waits for a lock another connection holds (SQLite's
+    /// `busy_timeout`), set by [`SqliteStore::connect_options`]: below the call deadline, so a
+    /// database locked by another writer ends the statement with a typed "locked" error and
+    /// the connection stays usable.
+    pub const DEFAULT_BUSY_TIMEOUT: Duration = Duration::from_secs(4);
+    /// Connections of the read pool of [`SqliteStore::open`]. WAL lets readers run beside the
+    /// one writer; a read of one session takes microseconds, so a few are plenty.
+    pub const DEFAULT_READ_CONNECTIONS: u32 = 4;
+
+    /// A store on `pool` (used for reads and writes) with the default table
+    /// (`narvik_sessions`) and time bounds. Build the pool from
+    /// [`SqliteStore::pool_options`] and [`SqliteStore::connect_options`] to get WAL and the
+    /// `busy_timeout`; for a database in memory use [`SqliteStore::open_in_memory`].
+    pub fn new(pool: SqlitePool) -> Self {
+        Self::from_parts(
+            pool.clone(),
+            pool,
+            SqliteConfig::default(),
+            Timeouts::default(),
+            None,
+        )
+    }
+
+    /// A builder for a store on `pool` with a custom table, purge batch, write pool or time
+    /// bounds.
+    pub fn builder(pool: SqlitePool) -> SqliteStoreBuilder {
+        SqliteStoreBuilder {
+            readers: pool.clone(),
+            writer: pool,
+            table: SqliteConfig::DEFAULT_TABLE.to_owned(),
+            purge_batch_size: SqliteConfig::DEFAULT_PURGE_BATCH_SIZE,
+            timeouts: Timeouts::default(),
+        }
+    }
+
+    /// sqlx's pool options with narvik's bounds: an acquire timeout of
+    /// [`SqliteStore::DEFAULT_ACQUIRE_TIMEOUT`] instead of sqlx's 30 s.
+    pub fn pool_options() -> SqlitePoolOptions {
+        SqlitePoolOptions::new().acquire_timeout(Self::DEFAULT_ACQUIRE_TIMEOUT)
+    }
+
+    /// sqlx's connect options for the database file at `path`, with narvik's settings: the
+    /// file is created when missing (its directory is not), `journal_mode = WAL` (readers
+    /// never wait for the writer, a commit writes once), `synchronous = FULL` (a commit is on
+    /// disk before it is acknowledged, also across a power loss; see the README for `NORMAL`)
+    /// and `busy_timeout` = [`SqliteStore::DEFAULT_BUSY_TIMEOUT`]. Change any of them on the
+    /// returned options.
+    pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
+        SqliteConnectOptions::new()
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(Self::DEFAULT_BUSY_TIMEOUT)
+    }
+
+    /// Opens (creating it when missing) the database file at `path` with
+    /// [`SqliteStore::connect_options`]: a write pool of one connection and a read pool of
+    /// [`SqliteStore::DEFAULT_READ_CONNECTIONS`], both with [`SqliteStore::pool_options`],
+    /// and the default names and bounds. `":memory:"` is [`SqliteStore::open_in_memory`].
+    ///
+    /// Opens the writer's connection first, so that a directory that does not exist or cannot
+    /// be written, or a file that is not a database, fails here, with
+    /// [`Error::Unavailable`] saying so.
+    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        if path == Path::new(":memory:") {
+            return Self::open_in_memory().await;
+        }
+        let options = Self::connect_options(path);
+        // The writer first: it switches a new file to WAL, which needs the only connection.
+        let writer = connect_pool(Self::pool_options().max_connections(1), options.clone()).await?;
+        let readers = connect_pool(
+            Self::pool_options().max_connections(Self::DEFAULT_READ_CONNECTIONS),
+            options,
+        )
+        .await?;
+        Ok(Self::from_parts(
+            readers,
+            writer,
+            SqliteConfig::default(),
+            Timeouts::default(),
+            None,
+        ))
+    }
+
+    /// A new, empty database in memory, private to this store and its clones, gone when the
+    /// last of them is dropped. For tests, and for applications that want SQLite's semantics
+    /// without a file (sessions do not survive a restart).
+    ///
+    /// One pool of one connection serves reads and writes: an in-memory database has no I/O
+    /// to overlap, and one connection needs no shared-cache table locks (which SQLite would
+    /// otherwise report to a second connection as `SQLITE_LOCKED`, without waiting). A second
+    /// connection to the same named, shared-cache database is held open and never used, so
+    /// the database lives on while the pool replaces its connection.
+    pub async fn open_in_memory() -> Result<Self> {
+        Self::in_memory_with(SqliteConfig::default(), Timeouts::default()).await
+    }
+
+    async fn in_memory_with(config: SqliteConfig, timeouts: Timeouts) -> Result<Self> {
+        let name = format!("file:narvik-sqlite-memory-{:016x}", rand::random::<u64>());
+        let options = SqliteConnectOptions::new()
+            .filename(name)
+            .in_memory(true)
+            .shared_cache(true)
+            .busy_timeout(Self::DEFAULT_BUSY_TIMEOUT);
+        let keeper = options
+            .connect()
+            .await
+            .map_err(|error| map_sqlx_error("connect", error))?;
+        let pool = connect_pool(
+            Self::pool_options()
+                .max_connections(1)
+                .min_connections(1)
+                .idle_timeout(None)
+                .max_lifetime(None),
+            options,
+        )
+        .await?;
+        Ok(Self::from_parts(
+            pool.clone(),
+            pool,
+            config,
+            timeouts,
+            Some(Mutex::new(keeper)),
+        ))
+    }
+
+    fn from_parts(
+        readers: SqlitePool,
+        writer: SqlitePool,
+        config: SqliteConfig,
+        timeouts: Timeouts,
+        keeper: Option<Mutex<SqliteConnection>>,
+    ) -> Self {
+        let sql = Statements::new(&config);
+        Self {
+            inner: Arc::new(Inner {
+                readers,
+                writer,
+                config,
+                sql,
+                timeouts,
+                _keeper: keeper,
+            }),
+        }
+    }
+
+    /// Creates the session table and its indexes, or brings them up to date. Idempotent, and
+    /// safe when several instances start at once: it runs in one `BEGIN IMMEDIATE`
+    /// transaction, so they take turns on SQLite's write lock (each waiting up to the
+    /// `busy_timeout`). Waits for a connection no longer than the acquire timeout; the
+    /// migration itself has no call deadline (an index on a large table takes its time).
+    #[cfg(feature = "migrate")]
+    pub async fn migrate(&self) -> Result<()> {
+        const OPERATION: &str = "migrate";
+        let mut connection = self.checkout(&self.inner.writer, OPERATION).await?;
+        crate::migrate::run(&mut connection, &self.inner.config).await
+    }
+
+    /// Takes a connection from `pool` for `operation`, waiting at most the acquire timeout
+    /// (or the pool's own, if shorter).
+    async fn checkout(
+        &self,
+        pool: &SqlitePool,
+        operation: &'static str,
+    ) -> Result<PoolConnection<Sqlite>> {
+        let limit = self.inner.timeouts.acquire;
+        match tokio::time::timeout(limit, pool.acquire()).await {
+            Ok(Ok(connection)) => Ok(connection),
+            Ok(Err(error @ sqlx::Error::PoolTimedOut)) => {
+                let limit = limit.min(pool.options().get_acquire_timeout());
+                Err(
+                    StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit)
+                        .with_source(error)
+                        .into(),
+                )
+            }
+            Ok(Err(error)) => Err(map_sqlx_error(operation, error)),
+            Err(_elapsed) => {
+                Err(StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit).into())
+            }
+        }
+    }
+
+    /// Runs `statement` on a connection of `pool` under the call deadline: the one place the
+    /// store's calls are bounded. Driver errors go through `map`.
+    ///
+    /// A statement cut off by the deadline leaves no half-read socket behind (SQLite runs in
+    /// the connection's own thread): sqlx finishes it there and the connection goes back to
+    /// the pool, usable. Locks are what could keep it long, and the `busy_timeout` ends that
+    /// wait before the deadline.
+    async fn call<T>(
+        &self,
+        operation: &'static str,
+        pool: &SqlitePool,
+        map: fn(&'static str, sqlx::Error) -> Error,
+        statement: impl AsyncFnOnce(&mut SqliteConnection) -> std::result::Result<T, sqlx::Error>,
+    ) -> Result<T> {
+        deadline::within(STORE, operation, self.inner.timeouts.call, async {
+            let mut connection = self.checkout(pool, operation).await?;
+            statement(&mut connection)
+                .await
+                .map_err(|error| map(operation, error))
+        })
+        .await
+    }
+
+    /// The longest a call waits for a connection from the pool.
+    pub fn acquire_timeout(&self) -> Duration {
+        self.inner.timeouts.acquire
+    }
+
+    /// The longest a call takes, end to end.
+    pub fn call_timeout(&self) -> Duration {
+        self.inner.timeouts.call
+    }
+
+    /// The pool the store reads through.
+    pub fn read_pool(&self) -> &SqlitePool {
+        &self.inner.readers
+    }
+
+    /// The pool the store writes through (the read pool, unless one was given to the builder
+    /// or the store came from [`SqliteStore::open`]).
+    pub fn write_pool(&self) -> &SqlitePool {
+        &self.inner.writer
+    }
+
+    /// Closes both pools, waiting for calls in flight; later calls fail with
+    /// [`Error::Unavailable`]. Dropping the last clone of the store closes them too, without
+    /// waiting.
+    pub async fn close(&self) {
+        self.inner.writer.close().await;
+        self.inner.readers.close().await;
+    }
+
+    /// The store's table and purge batch size.
+    pub fn config(&self) -> &SqliteConfig {
+        &self.inner.config
+    }
+
+    /// The SQL of each call as this store runs it, by call name: for `EXPLAIN QUERY PLAN`, for
+    /// review, and for the tests that prove the indexes are used.
+    pub fn statements(&self) -> [(&'static str, &str); 7] {
+        let sql = &self.inner.sql;
+        [
+            ("save_session", sql.insert.as_str()),
+            ("fetch_session", sql.select.as_str()),
+            ("update_session_expiry", sql.update_expiry.as_str()),
+            ("delete_session", sql.delete.as_str()),
+            ("fetch_sessions_for_user", sql.select_for_user.as_str()),
+            ("delete_sessions_for_user", sql.delete_for_user.as_str()),
+            ("delete_all_expired_sessions", sql.purge_batch.as_str()),
+        ]
+    }
+}
+
+/// Builds a pool and opens its first connection, bounded by the pool's acquire timeout.
+async fn connect_pool(
+    pool_options: SqlitePoolOptions,
+    options: SqliteConnectOptions,
+) -> Result<SqlitePool> {
+    let limit = pool_options.get_acquire_timeout();
+    pool_options
+        .connect_with(options)
+        .await
+        .map_err(|error| match error {
+            sqlx::Error::PoolTimedOut => {
+                StoreFault::bound_hit(STORE, "connect", Bound::Connect, limit)
+                    .with_source(error)
+                    .into()
+            }
+            other => map_sqlx_error("connect", other),
+        })
+}
+
+/// Builds a [`SqliteStore`] with custom names, pools or bounds; see [`SqliteStore::builder`].
+///
+/// ```no_run
+/// # async fn example() -> narvik_core::Result<()> {
+/// use narvik_sqlite::SqliteStore;
+/// let options = SqliteStore::connect_options("sessions.db");
+/// let readers = SqliteStore::pool_options().max_connections(8).connect_with(options.clone()).await
+///     .map_err(narvik_core::Error::unavailable)?;
+/// let writer = SqliteStore::pool_options().max_connections(1).connect_with(options).await
+///     .map_err(narvik_core::Error::unavailable)?;
+/// let store = SqliteStore::builder(readers)
+///     .write_pool(writer)
+///     .table("sessions")
+///     .build()?;
+/// store.migrate().await?;
+/// # Ok(()) }
+/// ```
+#[must_use = "a builder does nothing until `build` is called"]
+pub struct SqliteStoreBuilder {
+    readers: SqlitePool,
+    writer: SqlitePool,
+    table: String,
+    purge_batch_size: u32,
+    timeouts: Timeouts,
+}
+
+impl SqliteStoreBuilder {
+    /// The session table (default `narvik_sessions`).
+    pub fn table(mut self, table: impl Into<String>) -> Self {
+        self.table = table.into();
+        self
+    }
+
+    /// A pool for the writes (saves, updates, deletes, purges, migrations) apart from the
+    /// reads. One connection is best: SQLite has one writer at a time, and waiting in the
+    /// pool's queue is fairer and cheaper than waiting in SQLite's busy handler.
+    pub fn write_pool(mut self, pool: SqlitePool) -> Self {
+        self.writer = pool;
+        self
+    }
+
+    /// Rows deleted per statement by the expired purge (default 2,000).
+    pub fn purge_batch_size(mut self, rows: u32) -> Self {
+        self.purge_batch_size = rows;
+        self
+    }
+
+    /// The longest a call waits for a connection from the pool (default
+    /// [`SqliteStore::DEFAULT_ACQUIRE_TIMEOUT`], 2 s). The pool's own acquire timeout
+    /// applies too, whichever is shorter. Past it the call fails with [`Error::Unavailable`]
+    /// naming [`Bound::Acquire`].
+    pub fn acquire_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.acquire = timeout;
+        self
+    }
+
+    /// The longest a call takes, end to end (default [`SqliteStore::DEFAULT_CALL_TIMEOUT`],
+    /// 5 s). Past it the call fails with [`Error::Unavailable`] naming [`Bound::Call`]. The
+    /// expired purge is bounded per batch statement, not as a whole. Keep the connections'
+    /// `busy_timeout` below it (see [`SqliteStore::connect_options`]).
+    pub fn call_timeout(mut self, timeout: Duration) -> Self {
+        self.timeouts.call = timeout;
+        self
+    }
+
+    /// Validates the name and bounds and builds the store; a name that is not a plain
+    /// identifier, or a zero timeout, is [`Error::InvalidConfiguration`].
+    pub fn build(self) -> Result<SqliteStore> {
+        let config = SqliteConfig::new(&self.table, self.purge_batch_size)?;
+        check_timeouts(self.timeouts)?;
+        Ok(SqliteStore::from_parts(
+            self.readers,
+            self.writer,
+            config,
+            self.timeouts,
+            None,
+        ))
+    }
+}
+
+fn check_timeouts(timeouts: Timeouts) -> Result<()> {
+    for (name, timeout) in [("acquire", timeouts.acquire), ("call", timeouts.call)] {
+        if timeout.is_zero() {
+            return Err(Error::InvalidConfiguration(format!(
+                "the {name} timeout must be more than zero"
+            )));
+        }
+    }
+    Ok(())
+}
+
+/// Milliseconds since the Unix epoch, rounded down: the stored form of every time.
+pub(crate) fn millis(at: OffsetDateTime) -> i64 {
+    let millis = at.unix_timestamp_nanos().div_euclid(1_000_000);
+    // OffsetDateTime spans years -9999 to 9999, about 3.2e14 ms either way: always fits.
+    i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX })
+}
+
+fn from_millis(millis: i64) -> Option<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
+}
+
+fn record_from_row(operation: &'static str, row: &SqliteRow) -> Result<SessionRecord> {
+    let decode = |error| map_sqlx_error(operation, error);
+    let time = |column: &str| -> Result<OffsetDateTime> {
+        let stored: i64 = row.try_get(column).map_err(decode)?;
+        from_millis(stored).ok_or_else(|| {
+            Error::corrupt(
+                "a session row does not decode",
+                format!("{column} = {stored} ms is outside the representable times"),
+            )
+        })
+    };
+    let data: &str = row.try_get("data").map_err(decode)?;
+    Ok(SessionRecord {
+        id: row.try_get("id").map_err(decode)?,
+        user_id: row.try_get("user_id").map_err(decode)?,
+        expires_at: time("expires_at")?,
+        created_at: time("created_at")?,
+        // The JSON text as saved, unparsed: the engine decodes it once, into its own type.
+        data: SessionData::from_json_text(data),
+    })
+}
+
+/// Whether `value` holds a NUL character. No record with such an id or user id can exist, so
+/// reads and deletes by one answer without a round trip, and saves refuse it.
+fn has_nul(value: &str) -> bool {
+    value.contains('\0')
+}
+
+/// The wall clock in stored form (whole milliseconds): with expiries on whole milliseconds,
+/// `expires_at > now` means the same for `now` and for `now` truncated.
+fn wall_clock_now() -> i64 {
+    millis(OffsetDateTime::now_utc())
+}
+
+#[async_trait]
+impl SessionStore for SqliteStore {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::ALL
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.save_session", skip_all, fields(session = short_id(&record.id)))]
+    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
+        if has_nul(&record.id) || has_nul(&record.user_id) {
+            return Err(Error::InvalidData(
+                "a session id or user id with a NUL character (U+0000) is not stored by \
+                 narvik-sqlite"
+                    .into(),
+            ));
+        }
+        let data = record.data.to_json_text()?;
+        let insert = sqlx::query(self.inner.sql.insert.clone())
+            .bind(&record.id)
+            .bind(&record.user_id)
+            .bind(millis(truncate_to_millis(record.expires_at)))
+            .bind(millis(truncate_to_millis(record.created_at)))
+            .bind(&*data);
+        self.call(
+            "save_session",
+            &self.inner.writer,
+            map_insert_error,
+            async |connection| insert.execute(connection).await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.fetch_session", skip_all, fields(session = short_id(session_id)))]
+    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
+        if has_nul(session_id) {
+            return Ok(None);
+        }
+        const OPERATION: &str = "fetch_session";
+        let select = sqlx::query(self.inner.sql.select.clone()).bind(session_id);
+        let row = self
+            .call(
+                OPERATION,
+                &self.inner.readers,
+                map_sqlx_error,
+                async |connection| select.fetch_optional(connection).await,
+            )
+            .await?;
+        row.as_ref()
+            .map(|row| record_from_row(OPERATION, row))
+            .transpose()
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
+    async fn update_session_expiry(
+        &self,
+        session_id: &str,
+        expires_at: OffsetDateTime,
+    ) -> Result<()> {
+        if has_nul(session_id) {
+            return Ok(());
+        }
+        // An UPDATE touches existing rows only: an extension racing a logout finds no row and
+        // changes nothing. And only live ones, by the wall clock: a record that has expired
+        // but is not purged yet stays expired.
+        let update = sqlx::query(self.inner.sql.update_expiry.clone())
+            .bind(session_id)
+            .bind(millis(expires_at))
+            .bind(wall_clock_now());
+        self.call(
+            "update_session_expiry",
+            &self.inner.writer,
+            map_sqlx_error,
+            async |connection| update.execute(connection).await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.delete_session", skip_all, fields(session = short_id(session_id)))]
+    async fn delete_session(&self, session_id: &str) -> Result<()> {
+        if has_nul(session_id) {
+            return Ok(());
+        }
+        let delete = sqlx::query(self.inner.sql.delete.clone()).bind(session_id);
+        self.call(
+            "delete_session",
+            &self.inner.writer,
+            map_sqlx_error,
+            async |connection| delete.execute(connection).await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.fetch_sessions_for_user", skip_all)]
+    async fn fetch_sessions_for_user(
+        &self,
+        user_id: &str,
+        now: OffsetDateTime,
+    ) -> Result<Vec<SessionRecord>> {
+        if has_nul(user_id) {
+            return Ok(Vec::new());
+        }
+        const OPERATION: &str = "fetch_sessions_for_user";
+        let select = sqlx::query(self.inner.sql.select_for_user.clone())
+            .bind(user_id)
+            .bind(millis(now));
+        let rows = self
+            .call(
+                OPERATION,
+                &self.inner.readers,
+                map_sqlx_error,
+                async |connection| select.fetch_all(connection).await,
+            )
+            .await?;
+        rows.iter()
+            .map(|row| record_from_row(OPERATION, row))
+            .collect()
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.delete_sessions_for_user", skip_all)]
+    async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+        if has_nul(user_id) {
+            return Ok(());
+        }
+        let delete = sqlx::query(self.inner.sql.delete_for_user.clone()).bind(user_id);
+        self.call(
+            "delete_sessions_for_user",
+            &self.inner.writer,
+            map_sqlx_error,
+            async |connection| delete.execute(connection).await,
+        )
+        .await?;
+        Ok(())
+    }
+
+    #[tracing::instrument(
+        name = "narvik_sqlite.delete_all_expired_sessions",
+        skip_all,
+        fields(deleted)
+    )]
+    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+        // One "now" for the whole purge, the engine's. Each batch is a call (and a write
+        // transaction) of its own under the deadline: a purge of millions of rows may take
+        // longer than one call may, other writers get the lock between batches, and every
+        // batch finished stays done if a later one fails. SQLite has one writer at a time,
+        // so concurrent purgers take turns and each row is counted by exactly one of them.
+        let batch = self.inner.config.purge_batch_size_param();
+        let now = millis(now);
+        let mut deleted: u64 = 0;
+        loop {
+            let purge = sqlx::query(self.inner.sql.purge_batch.clone())
+                .bind(now)
+                .bind(batch);
+            let rows = self
+                .call(
+                    "delete_all_expired_sessions",
+                    &self.inner.writer,
+                    map_sqlx_error,
+                    async |connection| purge.execute(connection).await,
+                )
+                .await?
+                .rows_affected();
+            deleted += rows;
+            if rows < batch.unsigned_abs() {
+                break;
+            }
+        }
+        tracing::Span::current().record("deleted", deleted);
+        Ok(deleted)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use time::macros::datetime;
+
+    #[test]
+    fn times_are_whole_milliseconds_rounded_down_both_sides_of_the_epoch() {
+        for (at, expected) in [
+            (datetime!(1970-01-01 0:00:00.0015 UTC), 1),
+            (datetime!(1969-12-31 23:59:59.9985 UTC), -2),
+            (datetime!(2030-01-01 0:00:00.123_999 UTC), 1_893_456_000_123),
+            (datetime!(-9999-01-01 0:00 UTC), -377_705_116_800_000),
+            (datetime!(+9999-12-31 23:59:59.999 UTC), 253_402_300_799_999),
+        ] {
+            assert_eq!(millis(at), expected, "{at}");
+            assert_eq!(from_millis(expected), Some(truncate_to_millis(at)));
+        }
+        assert_eq!(from_millis(i64::MAX), None);
+    }
+}
