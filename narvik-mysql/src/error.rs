@@ -1,8 +1,6 @@
 //! sqlx errors onto narvik's typed errors, by kind and MySQL error number, never by message
 //! text.
 
-use std::io::ErrorKind as IoKind;
-
 use narvik_core::deadline::StoreFault;
 use narvik_core::Error;
 use sqlx::mysql::MySqlDatabaseError;
@@ -78,16 +76,8 @@ fn server_number(error: &sqlx::Error) -> Option<u16> {
 /// [`StoreFault`] naming the store, the operation and a short cause, and the driver's error as
 /// its source.
 pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Error {
-    match error {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            Error::corrupt("a session row does not decode", error)
-        }
-        sqlx::Error::Encode(source) => Error::InvalidData(source.to_string()),
-        sqlx::Error::Configuration(source) => Error::InvalidConfiguration(source.to_string()),
-        other => match server_number(&other).map(meaning) {
+    narvik_sqlx::error::map_driver_error(error, |other| {
+        match server_number(&other).map(meaning) {
             // Outside an insert, a duplicate cannot happen; should it, it is a server error.
             Some(Meaning::InvalidData(words)) => Error::InvalidData(format!(
                 "{STORE} {operation}: {words} (server error {})",
@@ -99,41 +89,28 @@ pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Err
             Some(Meaning::Duplicate) | None => StoreFault::new(STORE, operation, cause(&other))
                 .with_source(other)
                 .into(),
-        },
-    }
+        }
+    })
 }
 
 /// Maps the error of an insert: a duplicate entry (the primary key, the only unique index of
 /// the table) is the typed duplicate-id error.
 pub(crate) fn map_insert_error(operation: &'static str, error: sqlx::Error) -> Error {
-    if server_number(&error).map(meaning) == Some(Meaning::Duplicate) {
-        return Error::DuplicateId;
-    }
-    map_sqlx_error(operation, error)
+    narvik_sqlx::error::map_insert_error(
+        operation,
+        error,
+        |error| server_number(error).map(meaning) == Some(Meaning::Duplicate),
+        map_sqlx_error,
+    )
 }
 
 /// A few words on what went wrong, for the message a person reads; the details stay in the
 /// driver's error, the fault's source.
 fn cause(error: &sqlx::Error) -> String {
-    let words = match error {
-        sqlx::Error::Io(io) => match io.kind() {
-            IoKind::ConnectionRefused => "connection refused",
-            IoKind::ConnectionReset
-            | IoKind::ConnectionAborted
-            | IoKind::BrokenPipe
-            | IoKind::UnexpectedEof
-            | IoKind::NotConnected => "connection lost",
-            IoKind::TimedOut => "connection timed out",
-            _ => "I/O error on the connection",
-        },
-        sqlx::Error::Tls(_) => "TLS failed",
-        sqlx::Error::Protocol(_) => "protocol error",
-        sqlx::Error::PoolTimedOut => "no connection from the pool in time",
-        sqlx::Error::PoolClosed => "the connection pool is closed",
-        sqlx::Error::WorkerCrashed => "the connection's worker crashed",
+    let words = narvik_sqlx::error::connection_cause(error).unwrap_or(match error {
         sqlx::Error::Database(_) => "server error",
         _ => "driver error",
-    };
+    });
     words.to_owned()
 }
 

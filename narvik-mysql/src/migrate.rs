@@ -8,21 +8,12 @@
 //! application's `_sqlx_migrations`. MySQL commits DDL implicitly, so there is no enclosing
 //! transaction: every statement is `IF NOT EXISTS`, and a migration is recorded after it ran.
 
-use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, MySqlConnection, Row};
-
-use narvik_core::{Error, Result};
+use narvik_core::Result;
+use narvik_sqlx::migrate::{self, Migration};
+use sqlx::{AssertSqlSafe, MySql, MySqlConnection};
 
 use crate::config::MySqlConfig;
-use crate::error::map_sqlx_error;
-
-/// One embedded migration. The checksum covers the template, not the rendered SQL, so it is
-/// the same whatever the configured names.
-struct Migration {
-    version: i64,
-    description: &'static str,
-    template: &'static str,
-}
+use crate::error::{map_sqlx_error, STORE};
 
 /// Every migration, in version order. Append only: an applied migration is never edited.
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -34,15 +25,11 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// How long a migration waits for another instance's (seconds, `GET_LOCK`'s unit).
 const LOCK_WAIT_SECONDS: i64 = 60;
 
-impl Migration {
-    fn checksum(&self) -> Vec<u8> {
-        Sha256::digest(self.template.as_bytes()).to_vec()
-    }
-
-    fn render(&self, config: &MySqlConfig) -> String {
-        self.template
-            .replace("{{table}}", &config.qualified_table())
-    }
+/// The migration's SQL with the configured names.
+fn render(migration: &Migration, config: &MySqlConfig) -> String {
+    migration
+        .template
+        .replace("{{table}}", &config.qualified_table())
 }
 
 /// The operation named in the errors of a migration.
@@ -71,7 +58,7 @@ pub(crate) async fn run(connection: &mut MySqlConnection, config: &MySqlConfig) 
         .map_err(map)?;
     if locked != Some(1) {
         return Err(narvik_core::deadline::StoreFault::new(
-            crate::error::STORE,
+            STORE,
             OPERATION,
             "another instance's migration holds the lock",
         )
@@ -124,43 +111,13 @@ async fn migrate_locked(connection: &mut MySqlConnection, config: &MySqlConfig) 
     .await
     .map_err(map)?;
 
-    let applied = sqlx::query(AssertSqlSafe(format!(
-        "SELECT version, checksum FROM {bookkeeping}"
-    )))
-    .fetch_all(&mut *connection)
-    .await
-    .map_err(map)?;
-    let mut applied_versions = Vec::with_capacity(applied.len());
-    for row in &applied {
-        let version: i64 = row.try_get("version").map_err(map)?;
-        let checksum: Vec<u8> = row.try_get("checksum").map_err(map)?;
-        applied_versions.push((version, checksum));
-    }
-
+    let applied = migrate::applied::<MySql>(&mut *connection, &bookkeeping, map).await?;
+    let table = config.qualified_table();
     for migration in MIGRATIONS {
-        // Versions we do not know (a newer narvik already migrated this table) are left alone:
-        // during a rolling deploy the old binary keeps working on the newer schema.
-        match applied_versions
-            .iter()
-            .find(|(v, _)| *v == migration.version)
-        {
-            Some((_, checksum)) if *checksum == migration.checksum() => continue,
-            Some(_) => {
-                return Err(Error::InvalidConfiguration(format!(
-                    "narvik-mysql migration {} ({}) was applied to {} with different SQL",
-                    migration.version,
-                    migration.description,
-                    config.qualified_table()
-                )));
-            }
-            None => {}
+        if !migrate::is_pending(STORE, &table, migration, &applied)? {
+            continue;
         }
-        tracing::info!(
-            version = migration.version,
-            table = %config.qualified_table(),
-            "applying narvik-mysql migration"
-        );
-        sqlx::raw_sql(AssertSqlSafe(migration.render(config)))
+        sqlx::raw_sql(AssertSqlSafe(render(migration, config)))
             .execute(&mut *connection)
             .await
             .map_err(map)?;
@@ -185,7 +142,7 @@ mod tests {
     fn rendering_leaves_no_placeholder_and_quotes_the_name() {
         let config = MySqlConfig::new(Some("Auth"), "Sessions", 10).expect("valid");
         for migration in MIGRATIONS {
-            let sql = migration.render(&config);
+            let sql = render(migration, &config);
             assert!(!sql.contains("{{"), "placeholder left in {sql}");
             assert!(sql.contains("`Auth`.`Sessions`"));
         }
@@ -193,12 +150,6 @@ mod tests {
 
     #[test]
     fn versions_are_increasing_and_templates_use_lf() {
-        for pair in MIGRATIONS.windows(2) {
-            assert!(pair[0].version < pair[1].version);
-        }
-        for migration in MIGRATIONS {
-            // A CRLF checkout would change the checksum of an applied migration.
-            assert!(!migration.template.contains('\r'));
-        }
+        assert_eq!(migrate::check_migrations(MIGRATIONS), Ok(()));
     }
 }

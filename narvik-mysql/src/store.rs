@@ -4,17 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::mysql::{
-    MySql, MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow,
-};
-use sqlx::pool::PoolConnection;
-use sqlx::{AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, SqlStr};
+use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
+use sqlx::{AssertSqlSafe, Executor as _, Row, SqlSafeStr as _};
 use time::OffsetDateTime;
 
-use narvik_core::deadline::{self, Bound, StoreFault};
+// The bounds and faults the docs name; the code reaches them through narvik-sqlx.
+#[cfg(doc)]
+use narvik_core::deadline::{Bound, StoreFault};
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::MySqlConfig;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
@@ -58,111 +58,45 @@ struct Inner {
     pool: MySqlPool,
     config: MySqlConfig,
     sql: Statements,
-    timeouts: Timeouts,
-}
-
-/// How long the store waits for the pool and for a whole call.
-#[derive(Debug, Clone, Copy)]
-struct Timeouts {
-    acquire: Duration,
-    call: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            acquire: MySqlStore::DEFAULT_ACQUIRE_TIMEOUT,
-            call: MySqlStore::DEFAULT_CALL_TIMEOUT,
-        }
-    }
+    calls: Calls,
 }
 
 impl std::fmt::Debug for MySqlStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("MySqlStore")
             .field("config", &self.inner.config)
-            .field("acquire_timeout", &self.inner.timeouts.acquire)
-            .field("call_timeout", &self.inner.timeouts.call)
+            .field("acquire_timeout", &self.inner.calls.timeouts.acquire)
+            .field("call_timeout", &self.inner.calls.timeouts.call)
             .finish_non_exhaustive()
     }
 }
 
-/// A connection taken from the pool for one call.
-///
-/// Once its work has answered (successfully or not), the connection goes back to the pool,
-/// where sqlx checks that it is still usable. Dropped before that, the call was cancelled
-/// mid-statement (its deadline passed, or its caller gave up): the connection may hold half a
-/// packet or an answer nobody will read, so it is detached from the pool and its socket closed
-/// at once, rather than tested with a ping that has no timeout and would keep the pool's slot
-/// taken for as long as a frozen server stays frozen. The pool opens a replacement when one is
-/// needed.
-struct Checkout(Option<PoolConnection<MySql>>);
-
-impl Checkout {
-    /// Runs `work` on the connection, then returns the connection to the pool.
-    async fn run<T>(
-        mut self,
-        operation: &'static str,
-        work: impl AsyncFnOnce(&mut MySqlConnection) -> Result<T>,
-    ) -> Result<T> {
-        let Some(connection) = self.0.as_deref_mut() else {
-            // Not reached: a checkout is made with its connection and runs once.
-            return Err(StoreFault::new(STORE, operation, "no connection checked out").into());
-        };
-        let outcome = work(connection).await;
-        drop(self.0.take());
-        outcome
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(cancelled) = self.0.take() {
-            drop(cancelled.detach());
-        }
-    }
-}
-
-/// The SQL of every call, rendered once per store with the configured (validated, quoted)
-/// table name. Everything else is a bind parameter.
-struct Statements {
-    insert: SqlStr,
-    select: SqlStr,
-    update_expiry: SqlStr,
-    delete: SqlStr,
-    select_for_user: SqlStr,
-    delete_for_user: SqlStr,
-    purge_batch: SqlStr,
-}
-
-const COLUMNS: &str = "id, user_id, expires_at, created_at, data";
-
-impl Statements {
-    fn new(config: &MySqlConfig) -> Self {
-        let table = config.qualified_table();
-        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-        Self {
-            insert: sql(format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES (?, ?, ?, ?, ?)"
-            )),
-            select: sql(format!("SELECT {COLUMNS} FROM {table} WHERE id = ?")),
-            // `expires_at > ?` (the wall clock): an expired record, purged or not, is as good
-            // as missing and is never extended back to life.
-            update_expiry: sql(format!(
-                "UPDATE {table} SET expires_at = ? WHERE id = ? AND expires_at > ?"
-            )),
-            delete: sql(format!("DELETE FROM {table} WHERE id = ?")),
-            select_for_user: sql(format!(
-                "SELECT {COLUMNS} FROM {table} WHERE user_id = ? AND expires_at > ?"
-            )),
-            delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = ?")),
-            // Bounded, so that a purge of millions of rows never holds one giant lock set or
-            // one huge transaction (and undo log). Walks the expiry index from the oldest
-            // expiry: each statement reads only the rows it deletes.
-            purge_batch: sql(format!(
-                "DELETE FROM {table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
-            )),
-        }
+/// The SQL of every call with the configured table name.
+fn statements(config: &MySqlConfig) -> Statements {
+    let table = config.qualified_table();
+    let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+    let columns = Statements::COLUMNS;
+    Statements {
+        insert: sql(format!(
+            "INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?)"
+        )),
+        select: sql(format!("SELECT {columns} FROM {table} WHERE id = ?")),
+        // `expires_at > ?` (the wall clock): an expired record, purged or not, is as good
+        // as missing and is never extended back to life.
+        update_expiry: sql(format!(
+            "UPDATE {table} SET expires_at = ? WHERE id = ? AND expires_at > ?"
+        )),
+        delete: sql(format!("DELETE FROM {table} WHERE id = ?")),
+        select_for_user: sql(format!(
+            "SELECT {columns} FROM {table} WHERE user_id = ? AND expires_at > ?"
+        )),
+        delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = ?")),
+        // Bounded, so that a purge of millions of rows never holds one giant lock set or
+        // one huge transaction (and undo log). Walks the expiry index from the oldest
+        // expiry: each statement reads only the rows it deletes.
+        purge_batch: sql(format!(
+            "DELETE FROM {table} WHERE expires_at <= ? ORDER BY expires_at LIMIT ?"
+        )),
     }
 }
 
@@ -174,6 +108,11 @@ impl MySqlStore {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
     /// The longest a call takes, end to end, unless configured otherwise.
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Both default bounds, for the store and its builder.
+    const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+        acquire: Self::DEFAULT_ACQUIRE_TIMEOUT,
+        call: Self::DEFAULT_CALL_TIMEOUT,
+    };
     /// The `innodb_lock_wait_timeout` (seconds) that [`MySqlStore::pool_options`] sets on the
     /// store's connections: below the call deadline, so that a statement stuck on a row lock
     /// ends on the server with a typed error (its connection stays usable) instead of waiting
@@ -189,7 +128,7 @@ impl MySqlStore {
     /// timeout of a few seconds): the store bounds its own wait either way, but sqlx's pool
     /// waits between reconnection attempts for up to a fifth of its acquire timeout.
     pub fn new(pool: MySqlPool) -> Self {
-        Self::from_parts(pool, MySqlConfig::default(), Timeouts::default())
+        Self::from_parts(pool, MySqlConfig::default(), Self::DEFAULT_TIMEOUTS)
     }
 
     /// A builder for a store on `pool` with a custom database, table, purge batch or time
@@ -200,7 +139,7 @@ impl MySqlStore {
             database: None,
             table: MySqlConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: MySqlConfig::DEFAULT_PURGE_BATCH_SIZE,
-            timeouts: Timeouts::default(),
+            timeouts: Self::DEFAULT_TIMEOUTS,
         }
     }
 
@@ -243,30 +182,25 @@ impl MySqlStore {
     /// [`MySqlStore::DEFAULT_ACQUIRE_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
         let options = Self::connect_options(url)?;
-        let pool_options = Self::pool_options();
-        let limit = pool_options.get_acquire_timeout();
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(|error| match error {
-                sqlx::Error::PoolTimedOut => {
-                    StoreFault::bound_hit(STORE, "connect", Bound::Connect, limit)
-                        .with_source(error)
-                        .into()
-                }
-                other => map_sqlx_error("connect", other),
-            })?;
+        let pool =
+            narvik_sqlx::connect_pool(STORE, Self::pool_options(), options, map_sqlx_error).await?;
         Ok(Self::new(pool))
     }
 
     fn from_parts(pool: MySqlPool, config: MySqlConfig, timeouts: Timeouts) -> Self {
-        let sql = Statements::new(&config);
+        let sql = statements(&config);
+        // A statement cancelled mid-way leaves the connection in an unknown state: close it.
+        let calls = Calls {
+            store: STORE,
+            timeouts,
+            cancelled: Cancelled::Detach,
+        };
         Self {
             inner: Arc::new(Inner {
                 pool,
                 config,
                 sql,
-                timeouts,
+                calls,
             }),
         }
     }
@@ -280,66 +214,40 @@ impl MySqlStore {
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
         let config = &self.inner.config;
-        self.checkout(OPERATION)
-            .await?
-            .run(OPERATION, async |connection| {
-                crate::migrate::run(connection, config).await
-            })
+        self.inner
+            .calls
+            .unbounded(
+                &self.inner.pool,
+                OPERATION,
+                map_sqlx_error,
+                async |connection| crate::migrate::run(connection, config).await,
+            )
             .await
-    }
-
-    /// Takes a connection from the pool for `operation`, waiting at most the acquire timeout
-    /// (or the pool's own, if shorter).
-    async fn checkout(&self, operation: &'static str) -> Result<Checkout> {
-        let limit = self.inner.timeouts.acquire;
-        let acquired = tokio::time::timeout(limit, self.inner.pool.acquire()).await;
-        match acquired {
-            Ok(Ok(connection)) => Ok(Checkout(Some(connection))),
-            Ok(Err(error @ sqlx::Error::PoolTimedOut)) => {
-                let limit = limit.min(self.inner.pool.options().get_acquire_timeout());
-                Err(
-                    StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit)
-                        .with_source(error)
-                        .into(),
-                )
-            }
-            Ok(Err(error)) => Err(map_sqlx_error(operation, error)),
-            Err(_elapsed) => {
-                Err(StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit).into())
-            }
-        }
     }
 
     /// Runs `statement` on a connection of its own under the call deadline: the one place the
     /// store's calls are bounded. Driver errors go through `map`; a statement cut off by the
-    /// deadline closes its connection (see [`Checkout`]).
+    /// deadline closes its connection (see [`narvik_sqlx::Checkout`]).
     async fn call<T>(
         &self,
         operation: &'static str,
-        map: fn(&'static str, sqlx::Error) -> Error,
+        map: MapError,
         statement: impl AsyncFnOnce(&mut MySqlConnection) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<T> {
-        deadline::within(STORE, operation, self.inner.timeouts.call, async {
-            self.checkout(operation)
-                .await?
-                .run(operation, async |connection| {
-                    statement(connection)
-                        .await
-                        .map_err(|error| map(operation, error))
-                })
-                .await
-        })
-        .await
+        self.inner
+            .calls
+            .call(&self.inner.pool, operation, map, statement)
+            .await
     }
 
     /// The longest a call waits for a connection from the pool.
     pub fn acquire_timeout(&self) -> Duration {
-        self.inner.timeouts.acquire
+        self.inner.calls.timeouts.acquire
     }
 
     /// The longest a call takes, end to end.
     pub fn call_timeout(&self) -> Duration {
-        self.inner.timeouts.call
+        self.inner.calls.timeouts.call
     }
 
     /// The pool the store runs on.
@@ -355,16 +263,7 @@ impl MySqlStore {
     /// The SQL of each call as this store runs it, by call name: for `EXPLAIN`, for review by
     /// a DBA, and for the tests that prove the indexes are used.
     pub fn statements(&self) -> [(&'static str, &str); 7] {
-        let sql = &self.inner.sql;
-        [
-            ("save_session", sql.insert.as_str()),
-            ("fetch_session", sql.select.as_str()),
-            ("update_session_expiry", sql.update_expiry.as_str()),
-            ("delete_session", sql.delete.as_str()),
-            ("fetch_sessions_for_user", sql.select_for_user.as_str()),
-            ("delete_sessions_for_user", sql.delete_for_user.as_str()),
-            ("delete_all_expired_sessions", sql.purge_batch.as_str()),
-        ]
+        self.inner.sql.by_call()
     }
 }
 
@@ -433,16 +332,7 @@ impl MySqlStoreBuilder {
     pub fn build(self) -> Result<MySqlStore> {
         let config =
             MySqlConfig::new(self.database.as_deref(), &self.table, self.purge_batch_size)?;
-        for (name, timeout) in [
-            ("acquire", self.timeouts.acquire),
-            ("call", self.timeouts.call),
-        ] {
-            if timeout.is_zero() {
-                return Err(Error::InvalidConfiguration(format!(
-                    "the {name} timeout must be more than zero"
-                )));
-            }
-        }
+        self.timeouts.check()?;
         Ok(MySqlStore::from_parts(self.pool, config, self.timeouts))
     }
 }

@@ -1,6 +1,6 @@
 //! Where the store keeps its rows: schema and table names, validated once, quoted always.
 
-use narvik_core::{Error, Result};
+use narvik_core::Result;
 
 /// The longest identifier Postgres keeps whole (`NAMEDATALEN - 1`); longer ones are silently
 /// truncated, which would make two configured tables collide.
@@ -19,22 +19,7 @@ pub struct Identifier(String);
 impl Identifier {
     /// Validates `name` as an identifier of at most `max_bytes` bytes.
     fn parse(kind: &str, name: &str, max_bytes: usize) -> Result<Self> {
-        let mut chars = name.chars();
-        let starts_well = chars
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_');
-        let rest_is_plain = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !starts_well || !rest_is_plain {
-            return Err(Error::InvalidConfiguration(format!(
-                "the {kind} name {name:?} is not a plain identifier \
-                 (ASCII letters, digits and `_`, not starting with a digit)"
-            )));
-        }
-        if name.len() > max_bytes {
-            return Err(Error::InvalidConfiguration(format!(
-                "the {kind} name {name:?} is longer than {max_bytes} bytes"
-            )));
-        }
+        narvik_sqlx::config::check_identifier(kind, name, max_bytes)?;
         Ok(Self(name.to_owned()))
     }
 
@@ -93,11 +78,7 @@ impl PostgresConfig {
     pub fn new(schema: &str, table: &str, purge_batch_size: u32) -> Result<Self> {
         let schema = Identifier::parse("schema", schema, MAX_IDENTIFIER_BYTES)?;
         let table = Identifier::parse("table", table, MAX_IDENTIFIER_BYTES - LONGEST_SUFFIX.len())?;
-        if purge_batch_size == 0 {
-            return Err(Error::InvalidConfiguration(
-                "the purge batch size must be at least 1".into(),
-            ));
-        }
+        narvik_sqlx::config::check_purge_batch_size(purge_batch_size)?;
         Ok(Self {
             schema,
             table,
@@ -153,6 +134,8 @@ impl Default for PostgresConfig {
 
 #[cfg(test)]
 mod tests {
+    use narvik_core::Error;
+
     use super::*;
 
     #[test]

@@ -1,7 +1,5 @@
 //! sqlx errors onto narvik's typed errors, by kind and SQLSTATE, never by message text.
 
-use std::io::ErrorKind as IoKind;
-
 use narvik_core::deadline::StoreFault;
 use narvik_core::Error;
 
@@ -22,15 +20,7 @@ const DATA_EXCEPTION_CLASS: &str = "22";
 /// [`StoreFault`] naming the store, the operation and a short cause, and the driver's error as
 /// its source.
 pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Error {
-    match error {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            Error::corrupt("a session row does not decode", error)
-        }
-        sqlx::Error::Encode(source) => Error::InvalidData(source.to_string()),
-        sqlx::Error::Configuration(source) => Error::InvalidConfiguration(source.to_string()),
+    narvik_sqlx::error::map_driver_error(error, |error| match error {
         sqlx::Error::Database(database_error)
             if database_error
                 .code()
@@ -41,42 +31,33 @@ pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Err
         other => StoreFault::new(STORE, operation, cause(&other))
             .with_source(other)
             .into(),
-    }
+    })
 }
 
 /// Maps the error of an insert: a unique violation (the primary key, the only unique
 /// constraint of the table) is the typed duplicate-id error.
 pub(crate) fn map_insert_error(operation: &'static str, error: sqlx::Error) -> Error {
-    match &error {
-        sqlx::Error::Database(database_error) if database_error.is_unique_violation() => {
-            Error::DuplicateId
-        }
-        _ => map_sqlx_error(operation, error),
-    }
+    narvik_sqlx::error::map_insert_error(
+        operation,
+        error,
+        |error| {
+            matches!(error, sqlx::Error::Database(database_error)
+                if database_error.is_unique_violation())
+        },
+        map_sqlx_error,
+    )
 }
 
 /// A few words on what went wrong, for the message a person reads; the details stay in the
 /// driver's error, the fault's source.
 fn cause(error: &sqlx::Error) -> String {
-    let words = match error {
-        sqlx::Error::Io(io) => match io.kind() {
-            IoKind::ConnectionRefused => "connection refused",
-            IoKind::ConnectionReset
-            | IoKind::ConnectionAborted
-            | IoKind::BrokenPipe
-            | IoKind::UnexpectedEof
-            | IoKind::NotConnected => "connection lost",
-            IoKind::TimedOut => "connection timed out",
-            _ => "I/O error on the connection",
-        },
-        sqlx::Error::Tls(_) => "TLS failed",
-        sqlx::Error::Protocol(_) => "protocol error",
-        sqlx::Error::PoolTimedOut => "no connection from the pool in time",
-        sqlx::Error::PoolClosed => "the connection pool is closed",
-        sqlx::Error::WorkerCrashed => "the connection's worker crashed",
+    if let Some(words) = narvik_sqlx::error::connection_cause(error) {
+        return words.to_owned();
+    }
+    match error {
         sqlx::Error::Database(database_error) => {
             let code = database_error.code();
-            return match code.as_deref() {
+            match code.as_deref() {
                 Some("57014") => "statement cancelled (statement_timeout)".to_owned(),
                 Some("57P01" | "57P02" | "57P03") => {
                     "the server is shutting down or starting up".to_owned()
@@ -87,11 +68,10 @@ fn cause(error: &sqlx::Error) -> String {
                 Some(code) if code.starts_with("08") => "connection failed".to_owned(),
                 Some(code) => format!("server error {code}"),
                 None => "server error".to_owned(),
-            };
+            }
         }
-        _ => "driver error",
-    };
-    words.to_owned()
+        _ => "driver error".to_owned(),
+    }
 }
 
 #[cfg(test)]

@@ -4,15 +4,17 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
-use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow, Postgres};
-use sqlx::{AssertSqlSafe, Row, SqlStr};
+use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
+use sqlx::{AssertSqlSafe, Row};
 use time::OffsetDateTime;
 
-use narvik_core::deadline::{self, Bound, StoreFault};
+// The bounds and faults the docs name; the code reaches them through narvik-sqlx.
+#[cfg(doc)]
+use narvik_core::deadline::{Bound, StoreFault};
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
+use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
@@ -60,121 +62,55 @@ struct Inner {
     pool: PgPool,
     config: PostgresConfig,
     sql: Statements,
-    timeouts: Timeouts,
-}
-
-/// How long the store waits for the pool and for a whole call.
-#[derive(Debug, Clone, Copy)]
-struct Timeouts {
-    acquire: Duration,
-    call: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            acquire: PostgresStore::DEFAULT_ACQUIRE_TIMEOUT,
-            call: PostgresStore::DEFAULT_CALL_TIMEOUT,
-        }
-    }
+    calls: Calls,
 }
 
 impl std::fmt::Debug for PostgresStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("PostgresStore")
             .field("config", &self.inner.config)
-            .field("acquire_timeout", &self.inner.timeouts.acquire)
-            .field("call_timeout", &self.inner.timeouts.call)
+            .field("acquire_timeout", &self.inner.calls.timeouts.acquire)
+            .field("call_timeout", &self.inner.calls.timeouts.call)
             .finish_non_exhaustive()
     }
 }
 
-/// A connection taken from the pool for one call.
-///
-/// Once its work has answered (successfully or not), the connection goes back to the pool,
-/// where sqlx checks that it is still usable. Dropped before that, the call was cancelled
-/// mid-statement (its deadline passed, or its caller gave up): the connection may hold half a
-/// message or an answer nobody will read, so it is detached from the pool and its socket
-/// closed at once. sqlx would otherwise test it with a ping that has no timeout, and its
-/// graceful close waits for the server too: either keeps the pool's slot taken for as long as
-/// a frozen server stays frozen. The pool opens a replacement when one is needed.
-struct Checkout(Option<PoolConnection<Postgres>>);
-
-impl Checkout {
-    /// Runs `work` on the connection, then returns the connection to the pool.
-    async fn run<T>(
-        mut self,
-        operation: &'static str,
-        work: impl AsyncFnOnce(&mut PgConnection) -> Result<T>,
-    ) -> Result<T> {
-        let Some(connection) = self.0.as_deref_mut() else {
-            // Not reached: a checkout is made with its connection and runs once.
-            return Err(StoreFault::new(STORE, operation, "no connection checked out").into());
-        };
-        let outcome = work(connection).await;
-        drop(self.0.take());
-        outcome
-    }
-}
-
-impl Drop for Checkout {
-    fn drop(&mut self) {
-        if let Some(cancelled) = self.0.take() {
-            drop(cancelled.detach());
-        }
-    }
-}
-
-/// The SQL of every call, rendered once per store with the configured (validated, quoted)
-/// table name. Everything else is a bind parameter.
-struct Statements {
-    insert: SqlStr,
-    select: SqlStr,
-    update_expiry: SqlStr,
-    delete: SqlStr,
-    select_for_user: SqlStr,
-    delete_for_user: SqlStr,
-    purge_batch: SqlStr,
-}
-
-const COLUMNS: &str = "id, user_id, expires_at, created_at, data";
-
-impl Statements {
-    fn new(config: &PostgresConfig) -> Self {
-        let table = config.qualified_table();
-        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-        Self {
-            insert: sql(format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES ($1, $2, $3, $4, $5)"
-            )),
-            select: sql(format!("SELECT {COLUMNS} FROM {table} WHERE id = $1")),
-            // `expires_at > $3` (the wall clock): an expired record, purged or not, is as good
-            // as missing and is never extended back to life.
-            update_expiry: sql(format!(
-                "UPDATE {table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3"
-            )),
-            delete: sql(format!("DELETE FROM {table} WHERE id = $1")),
-            select_for_user: sql(format!(
-                "SELECT {COLUMNS} FROM {table} WHERE user_id = $1 AND expires_at > $2"
-            )),
-            delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = $1")),
-            // Bounded, so that a purge of millions of rows never holds one giant lock or one
-            // huge transaction. SKIP LOCKED lets concurrent purgers (one per app instance)
-            // split the work instead of queueing, and never waits on a session that a request
-            // is extending right now.
-            //
-            // `= ANY(ARRAY(...))` rather than `IN (...)`: the array is computed once (an
-            // init plan); with `IN` the planner may pick a hash semi-join that scans the whole
-            // table for every batch. By `ctid`, not by id: the rows are found through the
-            // expiry index and then deleted where they lie (a TID scan), with no primary-key
-            // lookups, whose random leaf pages would make a batch slower as the table grows.
-            // The ctids are stable: FOR UPDATE holds each row until the statement ends.
-            purge_batch: sql(format!(
-                "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
-                   SELECT ctid FROM {table} WHERE expires_at <= $1 \
-                   LIMIT $2 FOR UPDATE SKIP LOCKED))"
-            )),
-        }
+/// The SQL of every call with the configured table name.
+fn statements(config: &PostgresConfig) -> Statements {
+    let table = config.qualified_table();
+    let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+    let columns = Statements::COLUMNS;
+    Statements {
+        insert: sql(format!(
+            "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5)"
+        )),
+        select: sql(format!("SELECT {columns} FROM {table} WHERE id = $1")),
+        // `expires_at > $3` (the wall clock): an expired record, purged or not, is as good
+        // as missing and is never extended back to life.
+        update_expiry: sql(format!(
+            "UPDATE {table} SET expires_at = $2 WHERE id = $1 AND expires_at > $3"
+        )),
+        delete: sql(format!("DELETE FROM {table} WHERE id = $1")),
+        select_for_user: sql(format!(
+            "SELECT {columns} FROM {table} WHERE user_id = $1 AND expires_at > $2"
+        )),
+        delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = $1")),
+        // Bounded, so that a purge of millions of rows never holds one giant lock or one
+        // huge transaction. SKIP LOCKED lets concurrent purgers (one per app instance)
+        // split the work instead of queueing, and never waits on a session that a request
+        // is extending right now.
+        //
+        // `= ANY(ARRAY(...))` rather than `IN (...)`: the array is computed once (an
+        // init plan); with `IN` the planner may pick a hash semi-join that scans the whole
+        // table for every batch. By `ctid`, not by id: the rows are found through the
+        // expiry index and then deleted where they lie (a TID scan), with no primary-key
+        // lookups, whose random leaf pages would make a batch slower as the table grows.
+        // The ctids are stable: FOR UPDATE holds each row until the statement ends.
+        purge_batch: sql(format!(
+            "DELETE FROM {table} WHERE ctid = ANY(ARRAY(\
+               SELECT ctid FROM {table} WHERE expires_at <= $1 \
+               LIMIT $2 FOR UPDATE SKIP LOCKED))"
+        )),
     }
 }
 
@@ -188,6 +124,11 @@ impl PostgresStore {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
     /// The longest a call takes, end to end, unless configured otherwise.
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Both default bounds, for the store and its builder.
+    const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+        acquire: Self::DEFAULT_ACQUIRE_TIMEOUT,
+        call: Self::DEFAULT_CALL_TIMEOUT,
+    };
     /// The server-side `statement_timeout` that [`PostgresStore::connect_options`] sets: below
     /// the call deadline, so that a statement stuck on a lock ends on the server with a typed
     /// error (its connection stays usable), and one the store abandoned does not run on.
@@ -198,7 +139,7 @@ impl PostgresStore {
     /// timeout of a few seconds): the store bounds its own wait either way, but sqlx's pool
     /// waits between reconnection attempts for up to a fifth of its acquire timeout.
     pub fn new(pool: PgPool) -> Self {
-        Self::from_parts(pool, PostgresConfig::default(), Timeouts::default())
+        Self::from_parts(pool, PostgresConfig::default(), Self::DEFAULT_TIMEOUTS)
     }
 
     /// A builder for a store on `pool` with a custom schema, table, purge batch or time
@@ -209,7 +150,7 @@ impl PostgresStore {
             schema: PostgresConfig::DEFAULT_SCHEMA.to_owned(),
             table: PostgresConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: PostgresConfig::DEFAULT_PURGE_BATCH_SIZE,
-            timeouts: Timeouts::default(),
+            timeouts: Self::DEFAULT_TIMEOUTS,
         }
     }
 
@@ -250,30 +191,25 @@ impl PostgresStore {
     /// not answer is [`Error::Unavailable`] after [`PostgresStore::DEFAULT_ACQUIRE_TIMEOUT`].
     pub async fn connect(url: &str) -> Result<Self> {
         let options = Self::connect_options(url)?;
-        let pool_options = Self::pool_options();
-        let limit = pool_options.get_acquire_timeout();
-        let pool = pool_options
-            .connect_with(options)
-            .await
-            .map_err(|error| match error {
-                sqlx::Error::PoolTimedOut => {
-                    StoreFault::bound_hit(STORE, "connect", Bound::Connect, limit)
-                        .with_source(error)
-                        .into()
-                }
-                other => map_sqlx_error("connect", other),
-            })?;
+        let pool =
+            narvik_sqlx::connect_pool(STORE, Self::pool_options(), options, map_sqlx_error).await?;
         Ok(Self::new(pool))
     }
 
     fn from_parts(pool: PgPool, config: PostgresConfig, timeouts: Timeouts) -> Self {
-        let sql = Statements::new(&config);
+        let sql = statements(&config);
+        // A statement cancelled mid-way leaves the connection in an unknown state: close it.
+        let calls = Calls {
+            store: STORE,
+            timeouts,
+            cancelled: Cancelled::Detach,
+        };
         Self {
             inner: Arc::new(Inner {
                 pool,
                 config,
                 sql,
-                timeouts,
+                calls,
             }),
         }
     }
@@ -287,66 +223,40 @@ impl PostgresStore {
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
         let config = &self.inner.config;
-        self.checkout(OPERATION)
-            .await?
-            .run(OPERATION, async |connection| {
-                crate::migrate::run(connection, config).await
-            })
+        self.inner
+            .calls
+            .unbounded(
+                &self.inner.pool,
+                OPERATION,
+                map_sqlx_error,
+                async |connection| crate::migrate::run(connection, config).await,
+            )
             .await
-    }
-
-    /// Takes a connection from the pool for `operation`, waiting at most the acquire timeout
-    /// (or the pool's own, if shorter).
-    async fn checkout(&self, operation: &'static str) -> Result<Checkout> {
-        let limit = self.inner.timeouts.acquire;
-        let acquired = tokio::time::timeout(limit, self.inner.pool.acquire()).await;
-        match acquired {
-            Ok(Ok(connection)) => Ok(Checkout(Some(connection))),
-            Ok(Err(error @ sqlx::Error::PoolTimedOut)) => {
-                let limit = limit.min(self.inner.pool.options().get_acquire_timeout());
-                Err(
-                    StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit)
-                        .with_source(error)
-                        .into(),
-                )
-            }
-            Ok(Err(error)) => Err(map_sqlx_error(operation, error)),
-            Err(_elapsed) => {
-                Err(StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit).into())
-            }
-        }
     }
 
     /// Runs `statement` on a connection of its own under the call deadline: the one place the
     /// store's calls are bounded. Driver errors go through `map`; a statement cut off by the
-    /// deadline closes its connection (see [`Checkout`]).
+    /// deadline closes its connection (see [`narvik_sqlx::Checkout`]).
     async fn call<T>(
         &self,
         operation: &'static str,
-        map: fn(&'static str, sqlx::Error) -> Error,
+        map: MapError,
         statement: impl AsyncFnOnce(&mut PgConnection) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<T> {
-        deadline::within(STORE, operation, self.inner.timeouts.call, async {
-            self.checkout(operation)
-                .await?
-                .run(operation, async |connection| {
-                    statement(connection)
-                        .await
-                        .map_err(|error| map(operation, error))
-                })
-                .await
-        })
-        .await
+        self.inner
+            .calls
+            .call(&self.inner.pool, operation, map, statement)
+            .await
     }
 
     /// The longest a call waits for a connection from the pool.
     pub fn acquire_timeout(&self) -> Duration {
-        self.inner.timeouts.acquire
+        self.inner.calls.timeouts.acquire
     }
 
     /// The longest a call takes, end to end.
     pub fn call_timeout(&self) -> Duration {
-        self.inner.timeouts.call
+        self.inner.calls.timeouts.call
     }
 
     /// The pool the store runs on.
@@ -362,16 +272,7 @@ impl PostgresStore {
     /// The SQL of each call as this store runs it, by call name: for `EXPLAIN`, for review by
     /// a DBA, and for the tests that prove the indexes are used.
     pub fn statements(&self) -> [(&'static str, &str); 7] {
-        let sql = &self.inner.sql;
-        [
-            ("save_session", sql.insert.as_str()),
-            ("fetch_session", sql.select.as_str()),
-            ("update_session_expiry", sql.update_expiry.as_str()),
-            ("delete_session", sql.delete.as_str()),
-            ("fetch_sessions_for_user", sql.select_for_user.as_str()),
-            ("delete_sessions_for_user", sql.delete_for_user.as_str()),
-            ("delete_all_expired_sessions", sql.purge_batch.as_str()),
-        ]
+        self.inner.sql.by_call()
     }
 }
 
@@ -437,16 +338,7 @@ impl PostgresStoreBuilder {
     /// identifier, or a zero timeout, is [`narvik_core::Error::InvalidConfiguration`].
     pub fn build(self) -> Result<PostgresStore> {
         let config = PostgresConfig::new(&self.schema, &self.table, self.purge_batch_size)?;
-        for (name, timeout) in [
-            ("acquire", self.timeouts.acquire),
-            ("call", self.timeouts.call),
-        ] {
-            if timeout.is_zero() {
-                return Err(Error::InvalidConfiguration(format!(
-                    "the {name} timeout must be more than zero"
-                )));
-            }
-        }
+        self.timeouts.check()?;
         Ok(PostgresStore::from_parts(self.pool, config, self.timeouts))
     }
 }

@@ -102,82 +102,92 @@ async fn under_racing_writes_every_live_record_stays_in_its_users_index_and_the_
             _ => format!("}}{{{n}"),
         })
         .collect();
-    let mut tasks = Vec::new();
-    for task in 0..8 {
-        let store = store.clone();
-        let ids = ids.clone();
-        tasks.push(tokio::spawn(async move {
-            // A seeded Send rng: the thread-local one cannot cross awaits on a multi-thread
-            // runtime.
-            let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
-            for _ in 0..400 {
-                let n = rng.random_range(0..ids.len());
-                let id = &ids[n];
-                let user = users[n % users.len()];
-                let at = OffsetDateTime::now_utc() + Duration::from_secs(rng.random_range(60..900));
-                match rng.random_range(0..12) {
-                    0..=2 => {
-                        let lifetime = Duration::from_secs(rng.random_range(60..600));
-                        match store.save_session(&record(id, user, lifetime)).await {
-                            Ok(()) | Err(Error::DuplicateId) => {}
-                            Err(other) => panic!("save: {other}"),
+    // The workload is random and may end with every record deleted or purged, which would
+    // leave nothing to check: it runs again (the checks hold after every round) until some
+    // record is live.
+    let mut live = HashMap::new();
+    for _round in 0..10 {
+        live.clear();
+        let mut tasks = Vec::new();
+        for task in 0..8 {
+            let store = store.clone();
+            let ids = ids.clone();
+            tasks.push(tokio::spawn(async move {
+                // A seeded Send rng: the thread-local one cannot cross awaits on a multi-thread
+                // runtime.
+                let mut rng = rand::rngs::StdRng::seed_from_u64(rand::random());
+                for _ in 0..400 {
+                    let n = rng.random_range(0..ids.len());
+                    let id = &ids[n];
+                    let user = users[n % users.len()];
+                    let at =
+                        OffsetDateTime::now_utc() + Duration::from_secs(rng.random_range(60..900));
+                    match rng.random_range(0..12) {
+                        0..=2 => {
+                            let lifetime = Duration::from_secs(rng.random_range(60..600));
+                            match store.save_session(&record(id, user, lifetime)).await {
+                                Ok(()) | Err(Error::DuplicateId) => {}
+                                Err(other) => panic!("save: {other}"),
+                            }
                         }
-                    }
-                    3 => store.update_session_expiry(id, at).await.expect("update"),
-                    4 | 5 => {
-                        if let Some(found) = store.fetch_session(id).await.expect("fetch") {
-                            store
-                                .update_record_expiry(&found, at)
-                                .await
-                                .expect("update record");
+                        3 => store.update_session_expiry(id, at).await.expect("update"),
+                        4 | 5 => {
+                            if let Some(found) = store.fetch_session(id).await.expect("fetch") {
+                                store
+                                    .update_record_expiry(&found, at)
+                                    .await
+                                    .expect("update record");
+                            }
                         }
-                    }
-                    6 | 7 => store.delete_session(id).await.expect("delete"),
-                    8 => store
-                        .delete_sessions_for_user(user)
-                        .await
-                        .expect("delete user"),
-                    9 => {
-                        let ahead = now() + Duration::from_secs(rng.random_range(0..700));
-                        store
-                            .delete_all_expired_sessions(ahead)
+                        6 | 7 => store.delete_session(id).await.expect("delete"),
+                        8 => store
+                            .delete_sessions_for_user(user)
                             .await
-                            .expect("purge ahead");
-                    }
-                    _ => {
-                        store.fetch_session(id).await.expect("fetch");
+                            .expect("delete user"),
+                        9 => {
+                            let ahead = now() + Duration::from_secs(rng.random_range(0..700));
+                            store
+                                .delete_all_expired_sessions(ahead)
+                                .await
+                                .expect("purge ahead");
+                        }
+                        _ => {
+                            store.fetch_session(id).await.expect("fetch");
+                        }
                     }
                 }
-            }
-            task
-        }));
-    }
-    for task in tasks {
-        task.await.expect("task");
-    }
+                task
+            }));
+        }
+        for task in tasks {
+            task.await.expect("task");
+        }
 
-    let mut raw = raw_cluster().await;
-    let queue = shared::queue(&store, &mut raw).await;
-    let mut live = HashMap::new();
-    for id in &ids {
-        if let Some(found) = store.fetch_session(id).await.expect("fetch") {
-            let score: Option<f64> = redis::cmd("ZSCORE")
-                .arg(shared::index_key(&store, &found.user_id))
-                .arg(id)
-                .query_async(&mut raw)
-                .await
-                .expect("ZSCORE");
-            let expires_ms = shared::ms(found.expires_at);
-            assert!(
-                score.is_some_and(|score| score as i64 >= expires_ms),
-                "live record {id} has index score {score:?}, expiry {expires_ms}"
-            );
-            let due = queue.get(&shared::queue_member(&found.user_id, id));
-            assert!(
-                due.is_some_and(|due| *due <= expires_ms),
-                "live record {id} has queue score {due:?}, expiry {expires_ms}"
-            );
-            live.insert(id.clone(), found.user_id);
+        let mut raw = raw_cluster().await;
+        let queue = shared::queue(&store, &mut raw).await;
+        for id in &ids {
+            if let Some(found) = store.fetch_session(id).await.expect("fetch") {
+                let score: Option<f64> = redis::cmd("ZSCORE")
+                    .arg(shared::index_key(&store, &found.user_id))
+                    .arg(id)
+                    .query_async(&mut raw)
+                    .await
+                    .expect("ZSCORE");
+                let expires_ms = shared::ms(found.expires_at);
+                assert!(
+                    score.is_some_and(|score| score as i64 >= expires_ms),
+                    "live record {id} has index score {score:?}, expiry {expires_ms}"
+                );
+                let due = queue.get(&shared::queue_member(&found.user_id, id));
+                assert!(
+                    due.is_some_and(|due| *due <= expires_ms),
+                    "live record {id} has queue score {due:?}, expiry {expires_ms}"
+                );
+                live.insert(id.clone(), found.user_id);
+            }
+        }
+        if !live.is_empty() {
+            break;
         }
     }
     assert!(!live.is_empty(), "the workload left live records to check");

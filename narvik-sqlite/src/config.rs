@@ -14,22 +14,7 @@ pub struct Identifier(String);
 
 impl Identifier {
     fn parse(name: &str) -> Result<Self> {
-        let mut chars = name.chars();
-        let starts_well = chars
-            .next()
-            .is_some_and(|first| first.is_ascii_alphabetic() || first == '_');
-        let rest_is_plain = chars.all(|c| c.is_ascii_alphanumeric() || c == '_');
-        if !starts_well || !rest_is_plain {
-            return Err(Error::InvalidConfiguration(format!(
-                "the table name {name:?} is not a plain identifier \
-                 (ASCII letters, digits and `_`, not starting with a digit)"
-            )));
-        }
-        if name.len() > MAX_TABLE_BYTES {
-            return Err(Error::InvalidConfiguration(format!(
-                "the table name {name:?} is longer than {MAX_TABLE_BYTES} bytes"
-            )));
-        }
+        narvik_sqlx::config::check_identifier("table", name, MAX_TABLE_BYTES)?;
         if name.to_ascii_lowercase().starts_with("sqlite_") {
             return Err(Error::InvalidConfiguration(format!(
                 "the table name {name:?} starts with `sqlite_`, which SQLite reserves"
@@ -87,11 +72,7 @@ impl SqliteConfig {
     /// ```
     pub fn new(table: &str, purge_batch_size: u32) -> Result<Self> {
         let table = Identifier::parse(table)?;
-        if purge_batch_size == 0 {
-            return Err(Error::InvalidConfiguration(
-                "the purge batch size must be at least 1".into(),
-            ));
-        }
+        narvik_sqlx::config::check_purge_batch_size(purge_batch_size)?;
         Ok(Self {
             table,
             purge_batch_size: i64::from(purge_batch_size),

@@ -42,16 +42,8 @@ fn result_code(error: &sqlx::Error) -> Option<i32> {
 /// [`StoreFault`] naming the store, the operation and a short cause, and the driver's error as
 /// its source.
 pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Error {
-    match error {
-        sqlx::Error::ColumnDecode { .. }
-        | sqlx::Error::Decode(_)
-        | sqlx::Error::ColumnNotFound(_)
-        | sqlx::Error::ColumnIndexOutOfBounds { .. } => {
-            Error::corrupt("a session row does not decode", error)
-        }
-        sqlx::Error::Encode(source) => Error::InvalidData(source.to_string()),
-        sqlx::Error::Configuration(source) => Error::InvalidConfiguration(source.to_string()),
-        _ => match result_code(&error).map(|code| code & 0xff) {
+    narvik_sqlx::error::map_driver_error(error, |error| {
+        match result_code(&error).map(|code| code & 0xff) {
             Some(SQLITE_TOOBIG | SQLITE_CONSTRAINT) => Error::InvalidData(format!(
                 "SQLite refused the value (result code {})",
                 result_code(&error).unwrap_or_default()
@@ -59,16 +51,18 @@ pub(crate) fn map_sqlx_error(operation: &'static str, error: sqlx::Error) -> Err
             _ => StoreFault::new(STORE, operation, cause(&error))
                 .with_source(error)
                 .into(),
-        },
-    }
+        }
+    })
 }
 
 /// Maps the error of an insert: a primary-key violation is the typed duplicate-id error.
 pub(crate) fn map_insert_error(operation: &'static str, error: sqlx::Error) -> Error {
-    if result_code(&error) == Some(SQLITE_CONSTRAINT_PRIMARYKEY) {
-        return Error::DuplicateId;
-    }
-    map_sqlx_error(operation, error)
+    narvik_sqlx::error::map_insert_error(
+        operation,
+        error,
+        |error| result_code(error) == Some(SQLITE_CONSTRAINT_PRIMARYKEY),
+        map_sqlx_error,
+    )
 }
 
 /// A few words on what went wrong, for the message a person reads; the details stay in the

@@ -7,21 +7,12 @@
 //! recorded in a bookkeeping table beside the session table (`<table>_migrations`), so two
 //! narvik tables never share or clash with the host application's `_sqlx_migrations`.
 
-use sha2::{Digest, Sha256};
-use sqlx::{AssertSqlSafe, Connection, Row, SqliteConnection};
-
-use narvik_core::{Error, Result};
+use narvik_core::Result;
+use narvik_sqlx::migrate::{self, Migration};
+use sqlx::{AssertSqlSafe, Connection, Sqlite, SqliteConnection};
 
 use crate::config::SqliteConfig;
-use crate::error::map_sqlx_error;
-
-/// One embedded migration. The checksum covers the template, not the rendered SQL, so it is
-/// the same whatever the configured name.
-struct Migration {
-    version: i64,
-    description: &'static str,
-    template: &'static str,
-}
+use crate::error::{map_sqlx_error, STORE};
 
 /// Every migration, in version order. Append only: an applied migration is never edited.
 const MIGRATIONS: &[Migration] = &[Migration {
@@ -33,23 +24,19 @@ const MIGRATIONS: &[Migration] = &[Migration {
 /// The suffix of the bookkeeping table's name.
 const BOOKKEEPING_SUFFIX: &str = "_migrations";
 
-impl Migration {
-    fn checksum(&self) -> Vec<u8> {
-        Sha256::digest(self.template.as_bytes()).to_vec()
-    }
-
-    fn render(&self, config: &SqliteConfig) -> String {
-        self.template
-            .replace("{{table}}", &config.table().quoted())
-            .replace(
-                "{{user_id_index}}",
-                &config.table().quoted_with_suffix("_user_id_idx"),
-            )
-            .replace(
-                "{{expires_at_index}}",
-                &config.table().quoted_with_suffix("_expires_at_idx"),
-            )
-    }
+/// The migration's SQL with the configured name.
+fn render(migration: &Migration, config: &SqliteConfig) -> String {
+    migration
+        .template
+        .replace("{{table}}", &config.table().quoted())
+        .replace(
+            "{{user_id_index}}",
+            &config.table().quoted_with_suffix("_user_id_idx"),
+        )
+        .replace(
+            "{{expires_at_index}}",
+            &config.table().quoted_with_suffix("_expires_at_idx"),
+        )
 }
 
 /// The operation named in the errors of a migration.
@@ -76,43 +63,12 @@ pub(crate) async fn run(connection: &mut SqliteConnection, config: &SqliteConfig
     .await
     .map_err(map_sqlx_error)?;
 
-    let applied = sqlx::query(AssertSqlSafe(format!(
-        "SELECT version, checksum FROM {bookkeeping}"
-    )))
-    .fetch_all(&mut *tx)
-    .await
-    .map_err(map_sqlx_error)?;
-    let mut applied_versions = Vec::with_capacity(applied.len());
-    for row in &applied {
-        let version: i64 = row.try_get("version").map_err(map_sqlx_error)?;
-        let checksum: Vec<u8> = row.try_get("checksum").map_err(map_sqlx_error)?;
-        applied_versions.push((version, checksum));
-    }
-
+    let applied = migrate::applied::<Sqlite>(&mut tx, &bookkeeping, map_sqlx_error).await?;
     for migration in MIGRATIONS {
-        // Versions we do not know (a newer narvik already migrated this table) are left alone:
-        // during a rolling deploy the old binary keeps working on the newer schema.
-        match applied_versions
-            .iter()
-            .find(|(v, _)| *v == migration.version)
-        {
-            Some((_, checksum)) if *checksum == migration.checksum() => continue,
-            Some(_) => {
-                return Err(Error::InvalidConfiguration(format!(
-                    "narvik-sqlite migration {} ({}) was applied to {} with different SQL",
-                    migration.version,
-                    migration.description,
-                    config.table()
-                )));
-            }
-            None => {}
+        if !migrate::is_pending(STORE, config.table().as_str(), migration, &applied)? {
+            continue;
         }
-        tracing::info!(
-            version = migration.version,
-            table = %config.table(),
-            "applying narvik-sqlite migration"
-        );
-        sqlx::raw_sql(AssertSqlSafe(migration.render(config)))
+        sqlx::raw_sql(AssertSqlSafe(render(migration, config)))
             .execute(&mut *tx)
             .await
             .map_err(map_sqlx_error)?;
@@ -140,7 +96,7 @@ mod tests {
     fn rendering_leaves_no_placeholder_and_quotes_every_name() {
         let config = SqliteConfig::new("Sessions", 10).expect("valid");
         for migration in MIGRATIONS {
-            let sql = migration.render(&config);
+            let sql = render(migration, &config);
             assert!(!sql.contains("{{"), "placeholder left in {sql}");
             assert!(sql.contains("\"Sessions\""));
             assert!(sql.contains("\"Sessions_user_id_idx\""));
@@ -150,12 +106,6 @@ mod tests {
 
     #[test]
     fn versions_are_increasing_and_templates_use_lf() {
-        for pair in MIGRATIONS.windows(2) {
-            assert!(pair[0].version < pair[1].version);
-        }
-        for migration in MIGRATIONS {
-            // A CRLF checkout would change the checksum of an applied migration.
-            assert!(!migration.template.contains('\r'));
-        }
+        assert_eq!(migrate::check_migrations(MIGRATIONS), Ok(()));
     }
 }

@@ -5,18 +5,20 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::pool::PoolConnection;
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _, SqlStr, Sqlite};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _};
 use time::OffsetDateTime;
 
-use narvik_core::deadline::{self, Bound, StoreFault};
+// The bounds the docs name; the code reaches them through narvik-sqlx.
+#[cfg(doc)]
+use narvik_core::deadline::Bound;
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::SqliteConfig;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
@@ -66,82 +68,52 @@ struct Inner {
     writer: SqlitePool,
     config: SqliteConfig,
     sql: Statements,
-    timeouts: Timeouts,
+    calls: Calls,
     /// For a database in memory: one connection that is never used, only held. A shared-cache
     /// in-memory database lives as long as one connection to it is open; this one keeps it
     /// alive while the pool closes and reopens its own.
     _keeper: Option<Mutex<SqliteConnection>>,
 }
 
-/// How long the store waits for the pool and for a whole call.
-#[derive(Debug, Clone, Copy)]
-struct Timeouts {
-    acquire: Duration,
-    call: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Self {
-            acquire: SqliteStore::DEFAULT_ACQUIRE_TIMEOUT,
-            call: SqliteStore::DEFAULT_CALL_TIMEOUT,
-        }
-    }
-}
-
 impl std::fmt::Debug for SqliteStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("SqliteStore")
             .field("config", &self.inner.config)
-            .field("acquire_timeout", &self.inner.timeouts.acquire)
-            .field("call_timeout", &self.inner.timeouts.call)
+            .field("acquire_timeout", &self.inner.calls.timeouts.acquire)
+            .field("call_timeout", &self.inner.calls.timeouts.call)
             .field("in_memory", &self.inner._keeper.is_some())
             .finish_non_exhaustive()
     }
 }
 
-/// The SQL of every call, rendered once per store with the configured (validated, quoted)
-/// table name. Everything else is a bind parameter.
-struct Statements {
-    insert: SqlStr,
-    select: SqlStr,
-    update_expiry: SqlStr,
-    delete: SqlStr,
-    select_for_user: SqlStr,
-    delete_for_user: SqlStr,
-    purge_batch: SqlStr,
-}
-
-const COLUMNS: &str = "id, user_id, expires_at, created_at, data";
-
-impl Statements {
-    fn new(config: &SqliteConfig) -> Self {
-        let table = config.table().quoted();
-        let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-        Self {
-            insert: sql(format!(
-                "INSERT INTO {table} ({COLUMNS}) VALUES (?1, ?2, ?3, ?4, ?5)"
-            )),
-            select: sql(format!("SELECT {COLUMNS} FROM {table} WHERE id = ?1")),
-            // `expires_at > ?3` (the wall clock): an expired record, purged or not, is as good
-            // as missing and is never extended back to life.
-            update_expiry: sql(format!(
-                "UPDATE {table} SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3"
-            )),
-            delete: sql(format!("DELETE FROM {table} WHERE id = ?1")),
-            select_for_user: sql(format!(
-                "SELECT {COLUMNS} FROM {table} WHERE user_id = ?1 AND expires_at > ?2"
-            )),
-            delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = ?1")),
-            // Bounded, so that a purge of millions of rows never holds the write lock for
-            // long. The inner SELECT reads rowids straight from the expiry index (it covers
-            // them), the DELETE removes those rows where they lie: the cost follows the
-            // expired rows. (`DELETE ... LIMIT` needs a compile option SQLite leaves off.)
-            purge_batch: sql(format!(
-                "DELETE FROM {table} WHERE rowid IN (\
-                   SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
-            )),
-        }
+/// The SQL of every call with the configured table name.
+fn statements(config: &SqliteConfig) -> Statements {
+    let table = config.table().quoted();
+    let sql = |text: String| AssertSqlSafe(text).into_sql_str();
+    let columns = Statements::COLUMNS;
+    Statements {
+        insert: sql(format!(
+            "INSERT INTO {table} ({columns}) VALUES (?1, ?2, ?3, ?4, ?5)"
+        )),
+        select: sql(format!("SELECT {columns} FROM {table} WHERE id = ?1")),
+        // `expires_at > ?3` (the wall clock): an expired record, purged or not, is as good
+        // as missing and is never extended back to life.
+        update_expiry: sql(format!(
+            "UPDATE {table} SET expires_at = ?2 WHERE id = ?1 AND expires_at > ?3"
+        )),
+        delete: sql(format!("DELETE FROM {table} WHERE id = ?1")),
+        select_for_user: sql(format!(
+            "SELECT {columns} FROM {table} WHERE user_id = ?1 AND expires_at > ?2"
+        )),
+        delete_for_user: sql(format!("DELETE FROM {table} WHERE user_id = ?1")),
+        // Bounded, so that a purge of millions of rows never holds the write lock for
+        // long. The inner SELECT reads rowids straight from the expiry index (it covers
+        // them), the DELETE removes those rows where they lie: the cost follows the
+        // expired rows. (`DELETE ... LIMIT` needs a compile option SQLite leaves off.)
+        purge_batch: sql(format!(
+            "DELETE FROM {table} WHERE rowid IN (\
+               SELECT rowid FROM {table} WHERE expires_at <= ?1 LIMIT ?2)"
+        )),
     }
 }
 
@@ -151,6 +123,11 @@ impl SqliteStore {
     pub const DEFAULT_ACQUIRE_TIMEOUT: Duration = Duration::from_secs(2);
     /// The longest a call takes, end to end, unless configured otherwise.
     pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
+    /// Both default bounds, for the store and its builder.
+    const DEFAULT_TIMEOUTS: Timeouts = Timeouts {
+        acquire: Self::DEFAULT_ACQUIRE_TIMEOUT,
+        call: Self::DEFAULT_CALL_TIMEOUT,
+    };
     /// How long a statement waits for a lock another connection holds (SQLite's
     /// `busy_timeout`), set by [`SqliteStore::connect_options`]: below the call deadline, so a
     /// database locked by another writer ends the statement with a typed "locked" error and
@@ -169,7 +146,7 @@ impl SqliteStore {
             pool.clone(),
             pool,
             SqliteConfig::default(),
-            Timeouts::default(),
+            Self::DEFAULT_TIMEOUTS,
             None,
         )
     }
@@ -182,7 +159,7 @@ impl SqliteStore {
             writer: pool,
             table: SqliteConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: SqliteConfig::DEFAULT_PURGE_BATCH_SIZE,
-            timeouts: Timeouts::default(),
+            timeouts: Self::DEFAULT_TIMEOUTS,
         }
     }
 
@@ -222,17 +199,25 @@ impl SqliteStore {
         }
         let options = Self::connect_options(path);
         // The writer first: it switches a new file to WAL, which needs the only connection.
-        let writer = connect_pool(Self::pool_options().max_connections(1), options.clone()).await?;
-        let readers = connect_pool(
+        let writer = narvik_sqlx::connect_pool(
+            STORE,
+            Self::pool_options().max_connections(1),
+            options.clone(),
+            map_sqlx_error,
+        )
+        .await?;
+        let readers = narvik_sqlx::connect_pool(
+            STORE,
             Self::pool_options().max_connections(Self::DEFAULT_READ_CONNECTIONS),
             options,
+            map_sqlx_error,
         )
         .await?;
         Ok(Self::from_parts(
             readers,
             writer,
             SqliteConfig::default(),
-            Timeouts::default(),
+            Self::DEFAULT_TIMEOUTS,
             None,
         ))
     }
@@ -247,7 +232,7 @@ impl SqliteStore {
     /// connection to the same named, shared-cache database is held open and never used, so
     /// the database lives on while the pool replaces its connection.
     pub async fn open_in_memory() -> Result<Self> {
-        Self::in_memory_with(SqliteConfig::default(), Timeouts::default()).await
+        Self::in_memory_with(SqliteConfig::default(), Self::DEFAULT_TIMEOUTS).await
     }
 
     async fn in_memory_with(config: SqliteConfig, timeouts: Timeouts) -> Result<Self> {
@@ -261,13 +246,15 @@ impl SqliteStore {
             .connect()
             .await
             .map_err(|error| map_sqlx_error("connect", error))?;
-        let pool = connect_pool(
+        let pool = narvik_sqlx::connect_pool(
+            STORE,
             Self::pool_options()
                 .max_connections(1)
                 .min_connections(1)
                 .idle_timeout(None)
                 .max_lifetime(None),
             options,
+            map_sqlx_error,
         )
         .await?;
         Ok(Self::from_parts(
@@ -286,14 +273,21 @@ impl SqliteStore {
         timeouts: Timeouts,
         keeper: Option<Mutex<SqliteConnection>>,
     ) -> Self {
-        let sql = Statements::new(&config);
+        let sql = statements(&config);
+        // SQLite runs a statement to its end in the connection's own thread, so a cancelled
+        // call leaves the connection usable: back to the pool (see `SqliteStore::call`).
+        let calls = Calls {
+            store: STORE,
+            timeouts,
+            cancelled: Cancelled::Return,
+        };
         Self {
             inner: Arc::new(Inner {
                 readers,
                 writer,
                 config,
                 sql,
-                timeouts,
+                calls,
                 _keeper: keeper,
             }),
         }
@@ -307,33 +301,16 @@ impl SqliteStore {
     #[cfg(feature = "migrate")]
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
-        let mut connection = self.checkout(&self.inner.writer, OPERATION).await?;
-        crate::migrate::run(&mut connection, &self.inner.config).await
-    }
-
-    /// Takes a connection from `pool` for `operation`, waiting at most the acquire timeout
-    /// (or the pool's own, if shorter).
-    async fn checkout(
-        &self,
-        pool: &SqlitePool,
-        operation: &'static str,
-    ) -> Result<PoolConnection<Sqlite>> {
-        let limit = self.inner.timeouts.acquire;
-        match tokio::time::timeout(limit, pool.acquire()).await {
-            Ok(Ok(connection)) => Ok(connection),
-            Ok(Err(error @ sqlx::Error::PoolTimedOut)) => {
-                let limit = limit.min(pool.options().get_acquire_timeout());
-                Err(
-                    StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit)
-                        .with_source(error)
-                        .into(),
-                )
-            }
-            Ok(Err(error)) => Err(map_sqlx_error(operation, error)),
-            Err(_elapsed) => {
-                Err(StoreFault::bound_hit(STORE, operation, Bound::Acquire, limit).into())
-            }
-        }
+        let config = &self.inner.config;
+        self.inner
+            .calls
+            .unbounded(
+                &self.inner.writer,
+                OPERATION,
+                map_sqlx_error,
+                async |connection| crate::migrate::run(connection, config).await,
+            )
+            .await
     }
 
     /// Runs `statement` on a connection of `pool` under the call deadline: the one place the
@@ -347,26 +324,20 @@ impl SqliteStore {
         &self,
         operation: &'static str,
         pool: &SqlitePool,
-        map: fn(&'static str, sqlx::Error) -> Error,
+        map: MapError,
         statement: impl AsyncFnOnce(&mut SqliteConnection) -> std::result::Result<T, sqlx::Error>,
     ) -> Result<T> {
-        deadline::within(STORE, operation, self.inner.timeouts.call, async {
-            let mut connection = self.checkout(pool, operation).await?;
-            statement(&mut connection)
-                .await
-                .map_err(|error| map(operation, error))
-        })
-        .await
+        self.inner.calls.call(pool, operation, map, statement).await
     }
 
     /// The longest a call waits for a connection from the pool.
     pub fn acquire_timeout(&self) -> Duration {
-        self.inner.timeouts.acquire
+        self.inner.calls.timeouts.acquire
     }
 
     /// The longest a call takes, end to end.
     pub fn call_timeout(&self) -> Duration {
-        self.inner.timeouts.call
+        self.inner.calls.timeouts.call
     }
 
     /// The pool the store reads through.
@@ -396,36 +367,8 @@ impl SqliteStore {
     /// The SQL of each call as this store runs it, by call name: for `EXPLAIN QUERY PLAN`, for
     /// review, and for the tests that prove the indexes are used.
     pub fn statements(&self) -> [(&'static str, &str); 7] {
-        let sql = &self.inner.sql;
-        [
-            ("save_session", sql.insert.as_str()),
-            ("fetch_session", sql.select.as_str()),
-            ("update_session_expiry", sql.update_expiry.as_str()),
-            ("delete_session", sql.delete.as_str()),
-            ("fetch_sessions_for_user", sql.select_for_user.as_str()),
-            ("delete_sessions_for_user", sql.delete_for_user.as_str()),
-            ("delete_all_expired_sessions", sql.purge_batch.as_str()),
-        ]
+        self.inner.sql.by_call()
     }
-}
-
-/// Builds a pool and opens its first connection, bounded by the pool's acquire timeout.
-async fn connect_pool(
-    pool_options: SqlitePoolOptions,
-    options: SqliteConnectOptions,
-) -> Result<SqlitePool> {
-    let limit = pool_options.get_acquire_timeout();
-    pool_options
-        .connect_with(options)
-        .await
-        .map_err(|error| match error {
-            sqlx::Error::PoolTimedOut => {
-                StoreFault::bound_hit(STORE, "connect", Bound::Connect, limit)
-                    .with_source(error)
-                    .into()
-            }
-            other => map_sqlx_error("connect", other),
-        })
 }
 
 /// Builds a [`SqliteStore`] with custom names, pools or bounds; see [`SqliteStore::builder`].
@@ -497,7 +440,7 @@ impl SqliteStoreBuilder {
     /// identifier, or a zero timeout, is [`Error::InvalidConfiguration`].
     pub fn build(self) -> Result<SqliteStore> {
         let config = SqliteConfig::new(&self.table, self.purge_batch_size)?;
-        check_timeouts(self.timeouts)?;
+        self.timeouts.check()?;
         Ok(SqliteStore::from_parts(
             self.readers,
             self.writer,
@@ -506,17 +449,6 @@ impl SqliteStoreBuilder {
             None,
         ))
     }
-}
-
-fn check_timeouts(timeouts: Timeouts) -> Result<()> {
-    for (name, timeout) in [("acquire", timeouts.acquire), ("call", timeouts.call)] {
-        if timeout.is_zero() {
-            return Err(Error::InvalidConfiguration(format!(
-                "the {name} timeout must be more than zero"
-            )));
-        }
-    }
-    Ok(())
 }
 
 /// Milliseconds since the Unix epoch, rounded down: the stored form of every time.
