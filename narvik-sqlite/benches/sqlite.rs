@@ -20,137 +20,31 @@
 //! - `fetch_sessions_for_user` (a user with 10 sessions) and the expired purge (10,000 expired
 //!   rows) on tables of 10^5 and 10^6 rows: the time should follow the rows touched.
 //!
-//! The kinds of work take turns in short slices (`ROUNDS` rounds), so that a slow moment of the
+//! The kinds of work take turns in short slices (`INTERLEAVE.rounds` rounds), so that a slow moment of the
 //! shared machine is spread over all of them instead of landing on one.
 
-use std::future::Future;
 use std::path::Path;
-use std::pin::Pin;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use narvik_core::{Narvik, SessionStore};
+use narvik_bench::{
+    load_average, print_scaling_header, print_table, ratio, scaling_row, seed_sessions, Interleave,
+    Op, Run, EXPIRED, NARVIK_CREATE, RAW_SELECT, SESSIONS, TOWER_CREATE, VALIDATE,
+};
+use narvik_core::Narvik;
 use narvik_sqlite::sqlx::sqlite::{SqlitePool, SqliteSynchronous};
 use narvik_sqlite::sqlx::{self, AssertSqlSafe, Row};
 use narvik_sqlite::SqliteStore;
 use time::OffsetDateTime;
-use tower_sessions_core::session::{Id, Record};
-use tower_sessions_core::SessionStore as TowerSessionStore;
 use tower_sessions_sqlx_store::sqlx as sqlx08;
 use tower_sessions_sqlx_store::SqliteStore as TowerSqliteStore;
 
-const SESSIONS: usize = 2_000;
-const ROUNDS: u32 = 5;
-/// Expired rows in each scaling table.
-const EXPIRED: i64 = 10_000;
+const INTERLEAVE: Interleave = Interleave {
+    rounds: 5,
+    warm_up_tasks: 4,
+    warm_up: Duration::from_millis(200),
+};
 const READERS: u32 = SqliteStore::DEFAULT_READ_CONNECTIONS;
-
-type Op = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
-
-struct Measured {
-    name: &'static str,
-    tasks: usize,
-    ops: usize,
-    elapsed: Duration,
-}
-
-impl Measured {
-    fn ops_per_sec(&self) -> f64 {
-        self.ops as f64 / self.elapsed.as_secs_f64()
-    }
-}
-
-async fn run_slice(
-    op: &Op,
-    tasks: usize,
-    slice: Duration,
-    counter: &Arc<AtomicUsize>,
-    into: &mut Measured,
-) {
-    let start = Instant::now();
-    let deadline = start + slice;
-    let handles: Vec<_> = (0..tasks)
-        .map(|_| {
-            let op = op.clone();
-            let counter = counter.clone();
-            tokio::spawn(async move {
-                let mut done = 0;
-                while Instant::now() < deadline {
-                    op(counter.fetch_add(1, Ordering::Relaxed)).await;
-                    done += 1;
-                }
-                done
-            })
-        })
-        .collect();
-    for handle in handles {
-        into.ops += handle.await.expect("bench task");
-    }
-    into.elapsed += start.elapsed();
-}
-
-/// Measures each `(name, op)` at each task count, interleaved in rounds.
-async fn compare(ops: &[(&'static str, Op)], task_counts: &[usize], secs: f64) -> Vec<Measured> {
-    let mut results: Vec<Measured> = Vec::new();
-    for &tasks in task_counts {
-        for (name, _) in ops {
-            results.push(Measured {
-                name,
-                tasks,
-                ops: 0,
-                elapsed: Duration::ZERO,
-            });
-        }
-    }
-    let slice = Duration::from_secs_f64(secs / f64::from(ROUNDS));
-    let counters: Vec<_> = ops.iter().map(|_| Arc::new(AtomicUsize::new(0))).collect();
-    for ((_, op), counter) in ops.iter().zip(&counters) {
-        let mut scratch = Measured {
-            name: "",
-            tasks: 0,
-            ops: 0,
-            elapsed: Duration::ZERO,
-        };
-        run_slice(op, 4, Duration::from_millis(200), counter, &mut scratch).await;
-    }
-    for _ in 0..ROUNDS {
-        let mut index = 0;
-        for &tasks in task_counts {
-            for ((_, op), counter) in ops.iter().zip(&counters) {
-                run_slice(op, tasks, slice, counter, &mut results[index]).await;
-                index += 1;
-            }
-        }
-    }
-    results
-}
-
-fn ratio(rows: &[Measured], name: &str, baseline: &str, tasks: usize) -> f64 {
-    let find = |n: &str| {
-        rows.iter()
-            .find(|r| r.name == n && r.tasks == tasks)
-            .map_or(f64::NAN, Measured::ops_per_sec)
-    };
-    find(name) / find(baseline)
-}
-
-fn print_table(title: &str, rows: &[Measured], baseline: &str) {
-    println!("\n{title}\n");
-    println!("| operation | tasks | ops/s | µs/op per task | vs {baseline} |");
-    println!("| --- | ---: | ---: | ---: | ---: |");
-    for row in rows {
-        let micros = row.elapsed.as_secs_f64() * 1e6 * row.tasks as f64 / row.ops.max(1) as f64;
-        println!(
-            "| {} | {} | {:.0} | {:.0} | {:.2}x |",
-            row.name,
-            row.tasks,
-            row.ops_per_sec(),
-            micros,
-            ratio(rows, row.name, baseline, row.tasks)
-        );
-    }
-}
 
 /// Connections of narvik's write pool: 1, as `SqliteStore::open` builds it, unless
 /// `NARVIK_BENCH_WRITERS` says otherwise (to see what a larger write pool changes).
@@ -204,42 +98,6 @@ async fn tower_store(
     store
 }
 
-fn tower_record() -> Record {
-    let mut data = std::collections::HashMap::new();
-    data.insert("theme".to_owned(), serde_json::json!("dark"));
-    Record {
-        id: Id::default(),
-        data,
-        expiry_date: OffsetDateTime::now_utc() + time::Duration::days(30),
-    }
-}
-
-fn narvik_create_op(store: SqliteStore) -> Op {
-    let narvik: Narvik<serde_json::Value> = Narvik::new(Arc::new(store));
-    Arc::new(move |i| {
-        let narvik = narvik.clone();
-        Box::pin(async move {
-            narvik
-                .create_session(
-                    &format!("user-{}", i % 200),
-                    serde_json::json!({"theme": "dark"}),
-                )
-                .await
-                .expect("narvik create");
-        })
-    })
-}
-
-fn tower_create_op(tower: TowerSqliteStore) -> Op {
-    Arc::new(move |_| {
-        let tower = tower.clone();
-        Box::pin(async move {
-            let mut record = tower_record();
-            tower.create(&mut record).await.expect("tower create");
-        })
-    })
-}
-
 /// Fills the table with `rows` rows in SQL: 10 sessions per user, the first `expired` rows
 /// expired (the oldest sessions, as in life), then ANALYZE.
 async fn fill(store: &SqliteStore, rows: i64, expired: i64) {
@@ -267,9 +125,7 @@ async fn fill(store: &SqliteStore, rows: i64, expired: i64) {
 
 /// Returns (fetch µs at 10^5, at 10^6, purge ms at 10^5, at 10^6).
 async fn scaling(dir: &Path) -> [f64; 4] {
-    println!("\nScaling: cost follows the rows touched, not the table\n");
-    println!("| table rows | fill s | fetch_sessions_for_user (10 rows) µs | expired purge (10,000 rows) ms | purged |");
-    println!("| ---: | ---: | ---: | ---: | ---: |");
+    print_scaling_header();
     let mut figures = [0.0; 4];
     for (at, rows) in [100_000_i64, 1_000_000].into_iter().enumerate() {
         let store = narvik_store(
@@ -279,37 +135,8 @@ async fn scaling(dir: &Path) -> [f64; 4] {
         .await;
         let started = Instant::now();
         fill(&store, rows, EXPIRED).await;
-        let fill_secs = started.elapsed().as_secs_f64();
-
-        let first_live_user = EXPIRED / 10;
-        let live_users = rows / 10 - first_live_user;
-        let calls = 2_000;
-        let mut found = 0;
-        let now = OffsetDateTime::now_utc();
-        let started = Instant::now();
-        for call in 0..calls {
-            let user = format!("user-{}", first_live_user + (call * 7_919) % live_users);
-            found += store
-                .fetch_sessions_for_user(&user, now)
-                .await
-                .expect("fetch")
-                .len();
-        }
-        let fetch_micros = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
-        assert_eq!(
-            found,
-            calls as usize * 10,
-            "every user has 10 live sessions"
-        );
-
-        let started = Instant::now();
-        let purged = store
-            .delete_all_expired_sessions(OffsetDateTime::now_utc())
-            .await
-            .expect("purge");
-        let purge_millis = started.elapsed().as_secs_f64() * 1e3;
-        println!("| {rows} | {fill_secs:.1} | {fetch_micros:.0} | {purge_millis:.0} | {purged} |");
-        assert_eq!(purged, EXPIRED as u64);
+        let (fetch_micros, purge_millis) =
+            scaling_row(&store, rows, started.elapsed().as_secs_f64()).await;
         figures[at] = fetch_micros;
         figures[2 + at] = purge_millis;
         store.close().await;
@@ -319,12 +146,7 @@ async fn scaling(dir: &Path) -> [f64; 4] {
 
 #[tokio::main]
 async fn main() {
-    // `cargo bench` passes `--bench`; `cargo test --benches` runs this as a smoke test.
-    let smoke = !std::env::args().any(|arg| arg == "--bench");
-    let secs: f64 = std::env::var("NARVIK_BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(if smoke { 0.2 } else { 2.0 });
+    let Run { smoke, secs } = Run::from_env(0.2, 2.0);
     let dir = tempfile::Builder::new()
         .prefix("narvik-sqlite-bench")
         .tempdir_in(
@@ -337,20 +159,7 @@ async fn main() {
     // --- lookups ---
     let store = narvik_store(&path, SqliteSynchronous::Full).await;
     let narvik: Narvik<serde_json::Value> = Narvik::new(Arc::new(store.clone()));
-    let mut tokens = Vec::with_capacity(SESSIONS);
-    let mut ids = Vec::with_capacity(SESSIONS);
-    for i in 0..SESSIONS {
-        let created = narvik
-            .create_session(
-                &format!("user-{}", i % 200),
-                serde_json::json!({"theme": "dark"}),
-            )
-            .await
-            .expect("create");
-        ids.push(created.session.id.clone());
-        tokens.push(created.token.as_str().to_owned());
-    }
-    let (ids, tokens) = (Arc::new(ids), Arc::new(tokens));
+    let (ids, tokens) = seed_sessions(&narvik).await;
 
     let raw_pool: SqlitePool = SqliteStore::pool_options()
         .max_connections(READERS)
@@ -379,144 +188,58 @@ async fn main() {
             })
         })
     };
-    let validate: Op = {
-        let tokens = tokens.clone();
-        Arc::new(move |i| {
-            let (narvik, tokens) = (narvik.clone(), tokens.clone());
-            Box::pin(async move {
-                let session = narvik
-                    .validate_session(&tokens[i % tokens.len()])
-                    .await
-                    .expect("validate");
-                assert!(session.is_some_and(|s| !s.extended));
-            })
-        })
-    };
-    let fetch: Op = {
-        let (store, ids) = (store.clone(), ids.clone());
-        Arc::new(move |i| {
-            let (store, ids) = (store.clone(), ids.clone());
-            Box::pin(async move {
-                assert!(store
-                    .fetch_session(&ids[i % ids.len()])
-                    .await
-                    .expect("fetch")
-                    .is_some());
-            })
-        })
-    };
     let tower = tower_store(&path, sqlx08::sqlite::SqliteSynchronous::Full).await;
-    let mut tower_ids = Vec::with_capacity(SESSIONS);
-    for _ in 0..SESSIONS {
-        let mut record = tower_record();
-        tower.create(&mut record).await.expect("tower create");
-        tower_ids.push(record.id);
-    }
-    let tower_ids = Arc::new(tower_ids);
-    let tower_load: Op = {
-        let tower = tower.clone();
-        Arc::new(move |i| {
-            let (tower, ids) = (tower.clone(), tower_ids.clone());
-            Box::pin(async move {
-                assert!(tower
-                    .load(&ids[i % ids.len()])
-                    .await
-                    .expect("tower load")
-                    .is_some());
-            })
-        })
-    };
-    let lookups = compare(
-        &[
-            ("raw select", raw),
-            ("narvik store fetch_session", fetch),
-            ("narvik validate_session", validate),
-            ("tower-sessions load", tower_load),
-        ],
-        &[1, 8],
-        secs,
-    )
-    .await;
+    let lookups = INTERLEAVE
+        .lookups(
+            raw,
+            (narvik, store.clone()),
+            (ids, tokens),
+            tower.clone(),
+            &[1, 8],
+            secs,
+        )
+        .await;
 
     // --- creates ---
-    let creates_full = compare(
-        &[
-            ("narvik create_session", narvik_create_op(store.clone())),
-            ("tower-sessions create", tower_create_op(tower.clone())),
-        ],
-        &[1, 8],
-        secs,
-    )
-    .await;
+    let creates_full = INTERLEAVE
+        .creates(store.clone(), tower.clone(), &[1, 8], secs)
+        .await;
     let store_normal = narvik_store(&path, SqliteSynchronous::Normal).await;
     let tower_normal = tower_store(&path, sqlx08::sqlite::SqliteSynchronous::Normal).await;
-    let creates_normal = compare(
-        &[
-            (
-                "narvik create_session",
-                narvik_create_op(store_normal.clone()),
-            ),
-            ("tower-sessions create", tower_create_op(tower_normal)),
-        ],
-        &[1, 8],
-        secs,
-    )
-    .await;
+    let creates_normal = INTERLEAVE
+        .creates(store_normal.clone(), tower_normal, &[1, 8], secs)
+        .await;
 
     let version: String = sqlx::query_scalar("SELECT sqlite_version()")
         .fetch_one(store.read_pool())
         .await
         .expect("version");
-    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
     println!(
         "\nSQLite {version}, WAL, busy_timeout 4 s, file in {}; machine load average: {}",
         dir.path().display(),
-        load.split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        load_average()
     );
     println!("\nnarvik-sqlite benchmark ({secs} s per row, read pools of {READERS}, narvik write pool of {}, {SESSIONS} sessions per store)", writers());
-    print_table("Lookups", &lookups, "raw select");
+    print_table("Lookups", &lookups, RAW_SELECT);
     print_table(
         "Creates, synchronous = FULL on both (narvik's default)",
         &creates_full,
-        "tower-sessions create",
+        TOWER_CREATE,
     );
     print_table(
         "Creates, synchronous = NORMAL on both (no fsync per commit)",
         &creates_normal,
-        "tower-sessions create",
+        TOWER_CREATE,
     );
     store_normal.close().await;
     store.close().await;
 
-    let validate_1 = ratio(&lookups, "narvik validate_session", "raw select", 1);
-    let validate_8 = ratio(&lookups, "narvik validate_session", "raw select", 8);
-    let create_full = ratio(
-        &creates_full,
-        "narvik create_session",
-        "tower-sessions create",
-        1,
-    );
-    let create_full_8 = ratio(
-        &creates_full,
-        "narvik create_session",
-        "tower-sessions create",
-        8,
-    );
-    let create_normal = ratio(
-        &creates_normal,
-        "narvik create_session",
-        "tower-sessions create",
-        1,
-    );
-    let create_normal_8 = ratio(
-        &creates_normal,
-        "narvik create_session",
-        "tower-sessions create",
-        8,
-    );
+    let validate_1 = ratio(&lookups, VALIDATE, RAW_SELECT, 1);
+    let validate_8 = ratio(&lookups, VALIDATE, RAW_SELECT, 8);
+    let create_full = ratio(&creates_full, NARVIK_CREATE, TOWER_CREATE, 1);
+    let create_full_8 = ratio(&creates_full, NARVIK_CREATE, TOWER_CREATE, 8);
+    let create_normal = ratio(&creates_normal, NARVIK_CREATE, TOWER_CREATE, 1);
+    let create_normal_8 = ratio(&creates_normal, NARVIK_CREATE, TOWER_CREATE, 8);
     let scale = if smoke {
         println!("\n(smoke run: scaling rows skipped; run `cargo bench` for them)");
         None

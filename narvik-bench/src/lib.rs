@@ -1,0 +1,414 @@
+//! The machinery the sqlx stores' benches share, so that a change to how the benches measure
+//! lands in all of them at once: interleaved timing slices, the ratio tables, the session
+//! workloads on a narvik store and the same workloads on a tower-sessions store.
+//!
+//! Each bench keeps what is its own: its SQL, how it builds its pools and peers, and its
+//! `RESULT` line.
+
+#![forbid(unsafe_code)]
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use narvik_core::{Narvik, SessionStore};
+use time::OffsetDateTime;
+use tower_sessions_core::session::{Id, Record};
+use tower_sessions_core::SessionStore as TowerSessionStore;
+
+/// Sessions each bench creates in each store before measuring lookups.
+pub const SESSIONS: usize = 2_000;
+/// Expired rows in each scaling table.
+pub const EXPIRED: i64 = 10_000;
+
+/// Row name of the bench's own raw query, the floor for any session lookup.
+pub const RAW_SELECT: &str = "raw select";
+/// Row name of [`validate_op`].
+pub const VALIDATE: &str = "narvik validate_session";
+/// Row name of [`narvik_create_op`].
+pub const NARVIK_CREATE: &str = "narvik create_session";
+/// Row name of [`tower_create_op`], the baseline of the create tables.
+pub const TOWER_CREATE: &str = "tower-sessions create";
+
+/// One measured operation: called with a running call number, so that each call can pick its
+/// own session out of a seeded set.
+pub type Op = Arc<dyn Fn(usize) -> Pin<Box<dyn Future<Output = ()> + Send>> + Send + Sync>;
+
+/// What a bench was started with: `cargo bench` passes `--bench`, `cargo test --benches` does
+/// not and runs the bench as a smoke test whose figures are not worth reading.
+#[derive(Debug, Clone, Copy)]
+pub struct Run {
+    /// True under `cargo test --benches`: short slices, no scaling rows.
+    pub smoke: bool,
+    /// Measured seconds per row: `NARVIK_BENCH_SECS`, else the default for the kind of run.
+    pub secs: f64,
+}
+
+impl Run {
+    /// Reads the arguments and `NARVIK_BENCH_SECS`, with `smoke_secs` or `bench_secs` as the
+    /// default.
+    pub fn from_env(smoke_secs: f64, bench_secs: f64) -> Self {
+        let smoke = !std::env::args().any(|arg| arg == "--bench");
+        let secs = std::env::var("NARVIK_BENCH_SECS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(if smoke { smoke_secs } else { bench_secs });
+        Self { smoke, secs }
+    }
+}
+
+/// How the kinds of work take turns: in `rounds` short slices each, so that a slow moment of a
+/// shared machine is spread over all of them instead of landing on one, after a warm-up
+/// (connections, prepared statements) outside the measurement.
+#[derive(Debug, Clone, Copy)]
+pub struct Interleave {
+    /// Slices per row.
+    pub rounds: u32,
+    /// Tasks of each op's warm-up.
+    pub warm_up_tasks: usize,
+    /// Length of each op's warm-up.
+    pub warm_up: Duration,
+}
+
+/// The calls one op completed at one task count, and the time they took.
+#[derive(Debug)]
+pub struct Measured {
+    /// The op's row name.
+    pub name: &'static str,
+    /// Tasks calling the op at once.
+    pub tasks: usize,
+    /// Calls completed over all slices.
+    pub ops: usize,
+    /// Wall time over all slices.
+    pub elapsed: Duration,
+}
+
+impl Measured {
+    fn empty(name: &'static str, tasks: usize) -> Self {
+        Self {
+            name,
+            tasks,
+            ops: 0,
+            elapsed: Duration::ZERO,
+        }
+    }
+
+    /// Calls per second over all tasks.
+    pub fn ops_per_sec(&self) -> f64 {
+        self.ops as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// Runs `op` from `tasks` tasks for `slice`, adding to `into`.
+async fn run_slice(
+    op: &Op,
+    tasks: usize,
+    slice: Duration,
+    counter: &Arc<AtomicUsize>,
+    into: &mut Measured,
+) {
+    let start = Instant::now();
+    let deadline = start + slice;
+    let handles: Vec<_> = (0..tasks)
+        .map(|_| {
+            let op = op.clone();
+            let counter = counter.clone();
+            tokio::spawn(async move {
+                let mut done = 0;
+                while Instant::now() < deadline {
+                    op(counter.fetch_add(1, Ordering::Relaxed)).await;
+                    done += 1;
+                }
+                done
+            })
+        })
+        .collect();
+    for handle in handles {
+        into.ops += handle.await.expect("bench task");
+    }
+    into.elapsed += start.elapsed();
+}
+
+impl Interleave {
+    /// Measures each `(name, op)` at each task count for `secs` in all, interleaved in rounds.
+    pub async fn compare(
+        &self,
+        ops: &[(&'static str, Op)],
+        task_counts: &[usize],
+        secs: f64,
+    ) -> Vec<Measured> {
+        let mut results: Vec<Measured> = Vec::new();
+        for &tasks in task_counts {
+            for (name, _) in ops {
+                results.push(Measured::empty(name, tasks));
+            }
+        }
+        let slice = Duration::from_secs_f64(secs / f64::from(self.rounds));
+        let counters: Vec<_> = ops.iter().map(|_| Arc::new(AtomicUsize::new(0))).collect();
+        for ((_, op), counter) in ops.iter().zip(&counters) {
+            let mut scratch = Measured::empty("", 0);
+            run_slice(op, self.warm_up_tasks, self.warm_up, counter, &mut scratch).await;
+        }
+        for _ in 0..self.rounds {
+            let mut index = 0;
+            for &tasks in task_counts {
+                for ((_, op), counter) in ops.iter().zip(&counters) {
+                    run_slice(op, tasks, slice, counter, &mut results[index]).await;
+                    index += 1;
+                }
+            }
+        }
+        results
+    }
+}
+
+impl Interleave {
+    /// The lookup rows: `raw` (the bench's own query on the seeded `ids`), the store's
+    /// `fetch_session`, `Narvik::validate_session` on the seeded `tokens`, and tower-sessions'
+    /// `load` on [`SESSIONS`] records created in `tower` for it.
+    pub async fn lookups<S, T>(
+        &self,
+        raw: Op,
+        (narvik, store): (Narvik<serde_json::Value>, S),
+        (ids, tokens): (Arc<Vec<String>>, Arc<Vec<String>>),
+        tower: T,
+        task_counts: &[usize],
+        secs: f64,
+    ) -> Vec<Measured>
+    where
+        S: SessionStore + Clone,
+        T: TowerSessionStore + Clone,
+    {
+        let tower_ids = seed_tower(&tower).await;
+        self.compare(
+            &[
+                (RAW_SELECT, raw),
+                ("narvik store fetch_session", fetch_op(store, ids)),
+                (VALIDATE, validate_op(narvik, tokens)),
+                ("tower-sessions load", tower_load_op(tower, tower_ids)),
+            ],
+            task_counts,
+            secs,
+        )
+        .await
+    }
+
+    /// The create rows: `Narvik::create_session` on `store` against tower-sessions' `create`.
+    pub async fn creates<S, T>(
+        &self,
+        store: S,
+        tower: T,
+        task_counts: &[usize],
+        secs: f64,
+    ) -> Vec<Measured>
+    where
+        S: SessionStore,
+        T: TowerSessionStore + Clone,
+    {
+        self.compare(
+            &[
+                (NARVIK_CREATE, narvik_create_op(store)),
+                (TOWER_CREATE, tower_create_op(tower)),
+            ],
+            task_counts,
+            secs,
+        )
+        .await
+    }
+}
+
+/// Throughput of row `name` over row `baseline` at `tasks` tasks (NaN when either is missing).
+pub fn ratio(rows: &[Measured], name: &str, baseline: &str, tasks: usize) -> f64 {
+    let find = |n: &str| {
+        rows.iter()
+            .find(|r| r.name == n && r.tasks == tasks)
+            .map_or(f64::NAN, Measured::ops_per_sec)
+    };
+    find(name) / find(baseline)
+}
+
+/// Prints `rows` as a markdown table, each against `baseline` at the same task count.
+pub fn print_table(title: &str, rows: &[Measured], baseline: &str) {
+    println!("\n{title}\n");
+    println!("| operation | tasks | ops/s | µs/op per task | vs {baseline} |");
+    println!("| --- | ---: | ---: | ---: | ---: |");
+    for row in rows {
+        let micros = row.elapsed.as_secs_f64() * 1e6 * row.tasks as f64 / row.ops.max(1) as f64;
+        println!(
+            "| {} | {} | {:.0} | {:.0} | {:.2}x |",
+            row.name,
+            row.tasks,
+            row.ops_per_sec(),
+            micros,
+            ratio(rows, row.name, baseline, row.tasks)
+        );
+    }
+}
+
+/// The machine's 1, 5 and 15 minute load averages (empty where `/proc/loadavg` is missing):
+/// client and server share the machine, so the figures are only read beside it.
+pub fn load_average() -> String {
+    let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
+    load.split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
+}
+
+/// Creates [`SESSIONS`] sessions (200 users) and returns their ids and tokens.
+pub async fn seed_sessions(
+    narvik: &Narvik<serde_json::Value>,
+) -> (Arc<Vec<String>>, Arc<Vec<String>>) {
+    let mut tokens = Vec::with_capacity(SESSIONS);
+    let mut ids = Vec::with_capacity(SESSIONS);
+    for i in 0..SESSIONS {
+        let created = narvik
+            .create_session(
+                &format!("user-{}", i % 200),
+                serde_json::json!({"theme": "dark"}),
+            )
+            .await
+            .expect("create");
+        ids.push(created.session.id.clone());
+        tokens.push(created.token.as_str().to_owned());
+    }
+    (Arc::new(ids), Arc::new(tokens))
+}
+
+/// `Narvik::validate_session` on the seeded tokens, which must all be valid and not extended.
+pub fn validate_op(narvik: Narvik<serde_json::Value>, tokens: Arc<Vec<String>>) -> Op {
+    Arc::new(move |i| {
+        let (narvik, tokens) = (narvik.clone(), tokens.clone());
+        Box::pin(async move {
+            let session = narvik
+                .validate_session(&tokens[i % tokens.len()])
+                .await
+                .expect("validate");
+            assert!(session.is_some_and(|s| !s.extended));
+        })
+    })
+}
+
+/// The store's own `fetch_session` on the seeded ids, which must all be found.
+pub fn fetch_op<S: SessionStore + Clone>(store: S, ids: Arc<Vec<String>>) -> Op {
+    Arc::new(move |i| {
+        let (store, ids) = (store.clone(), ids.clone());
+        Box::pin(async move {
+            let record = store
+                .fetch_session(&ids[i % ids.len()])
+                .await
+                .expect("fetch");
+            assert!(record.is_some());
+        })
+    })
+}
+
+/// `Narvik::create_session` on an engine over `store` (200 users).
+pub fn narvik_create_op<S: SessionStore>(store: S) -> Op {
+    let narvik: Narvik<serde_json::Value> = Narvik::new(Arc::new(store));
+    Arc::new(move |i| {
+        let narvik = narvik.clone();
+        Box::pin(async move {
+            narvik
+                .create_session(
+                    &format!("user-{}", i % 200),
+                    serde_json::json!({"theme": "dark"}),
+                )
+                .await
+                .expect("narvik create");
+        })
+    })
+}
+
+/// A new tower-sessions record holding what narvik's sessions hold, expiring in 30 days.
+pub fn tower_record() -> Record {
+    let mut data = std::collections::HashMap::new();
+    data.insert("theme".to_owned(), serde_json::json!("dark"));
+    Record {
+        id: Id::default(),
+        data,
+        expiry_date: OffsetDateTime::now_utc() + time::Duration::days(30),
+    }
+}
+
+/// Creates [`SESSIONS`] records in the tower-sessions store and returns their ids.
+pub async fn seed_tower<T: TowerSessionStore>(tower: &T) -> Arc<Vec<Id>> {
+    let mut ids = Vec::with_capacity(SESSIONS);
+    for _ in 0..SESSIONS {
+        let mut record = tower_record();
+        tower.create(&mut record).await.expect("tower create");
+        ids.push(record.id);
+    }
+    Arc::new(ids)
+}
+
+/// tower-sessions' `load` on the seeded ids, which must all be found.
+pub fn tower_load_op<T: TowerSessionStore + Clone>(tower: T, ids: Arc<Vec<Id>>) -> Op {
+    Arc::new(move |i| {
+        let (tower, ids) = (tower.clone(), ids.clone());
+        Box::pin(async move {
+            let record = tower.load(&ids[i % ids.len()]).await.expect("tower load");
+            assert!(record.is_some());
+        })
+    })
+}
+
+/// tower-sessions' `create` of a new record.
+pub fn tower_create_op<T: TowerSessionStore + Clone>(tower: T) -> Op {
+    Arc::new(move |_| {
+        let tower = tower.clone();
+        Box::pin(async move {
+            let mut record = tower_record();
+            tower.create(&mut record).await.expect("tower create");
+        })
+    })
+}
+
+/// Prints the title and header of the scaling table that [`scaling_row`] fills.
+pub fn print_scaling_header() {
+    println!("\nScaling: cost follows the rows touched, not the table\n");
+    println!("| table rows | fill s | fetch_sessions_for_user (10 rows) µs | expired purge (10,000 rows) ms | purged |");
+    println!("| ---: | ---: | ---: | ---: | ---: |");
+}
+
+/// Measures one scaling row on a store the bench filled with `rows` rows (10 sessions per
+/// user, the first [`EXPIRED`] rows expired) in `fill_secs`: 2,000 `fetch_sessions_for_user`
+/// calls spread over the live users, then the expired purge. Prints the row and returns
+/// (fetch µs, purge ms).
+pub async fn scaling_row<S: SessionStore>(store: &S, rows: i64, fill_secs: f64) -> (f64, f64) {
+    // Users past the expired rows have 10 live sessions each.
+    let first_live_user = EXPIRED / 10;
+    let live_users = rows / 10 - first_live_user;
+    let calls = 2_000;
+    let mut found = 0;
+    // The engine hands its clock down; a benchmark with no engine hands the wall clock.
+    let now = OffsetDateTime::now_utc();
+    let started = Instant::now();
+    for call in 0..calls {
+        // Spread over the table so the cache does not only hold one corner of it.
+        let user = format!("user-{}", first_live_user + (call * 7_919) % live_users);
+        found += store
+            .fetch_sessions_for_user(&user, now)
+            .await
+            .expect("fetch")
+            .len();
+    }
+    let fetch_micros = started.elapsed().as_secs_f64() * 1e6 / calls as f64;
+    assert_eq!(
+        found,
+        calls as usize * 10,
+        "every user has 10 live sessions"
+    );
+
+    let started = Instant::now();
+    let purged = store
+        .delete_all_expired_sessions(OffsetDateTime::now_utc())
+        .await
+        .expect("purge");
+    let purge_millis = started.elapsed().as_secs_f64() * 1e3;
+    println!("| {rows} | {fill_secs:.1} | {fetch_micros:.0} | {purge_millis:.0} | {purged} |");
+    assert_eq!(purged, EXPIRED as u64);
+    (fetch_micros, purge_millis)
+}
