@@ -7,7 +7,10 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use narvik_core::time_util::truncate_to_millis;
-use narvik_core::{async_trait, Result, SessionRecord, SessionStore};
+use narvik_core::{
+    async_trait, ManualClock, Narvik, NarvikBuilder, NearCacheConfig, Result, SessionRecord,
+    SessionStore,
+};
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
@@ -58,6 +61,8 @@ pub fn record_expiring_in(user_id: &str, expires_in: Duration, data: Value) -> S
         expires_at: now + expires_in,
         created_at: now - Duration::minutes(1),
         data: data.into(),
+        lifetime: None,
+        data_version: 0,
     }
 }
 
@@ -89,6 +94,8 @@ pub fn expired_record(
         expires_at,
         created_at: expires_at - Duration::days(1),
         data: data.into(),
+        lifetime: None,
+        data_version: 0,
     }
 }
 
@@ -276,6 +283,62 @@ where
     join_all(handles).await
 }
 
+/// A `delete_session` of a fresh record of `user_id` raced against `rival` on the same record,
+/// `rounds` times, the two started together and spawned in turn in either order: every round
+/// both calls succeed and the record is gone afterwards, and at the end the user lists
+/// nothing. `rival` gets the store, the record and the round; `label` names it in failures.
+pub async fn race_delete_against<F, Fut, T>(
+    store: &Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+    user_id: &str,
+    rounds: usize,
+    label: &str,
+    rival: F,
+) where
+    F: Fn(Arc<dyn SessionStore>, SessionRecord, usize) -> Fut + Clone + Send + 'static,
+    Fut: Future<Output = narvik_core::Result<T>> + Send + 'static,
+    T: Send + 'static,
+{
+    for round in 0..rounds {
+        let record = live_record(user_id, serde_json::json!({ "round": round }));
+        must(store.save_session(&record).await, "save_session");
+        let shared = Arc::clone(store);
+        let racing = record.clone();
+        let rival = rival.clone();
+        let outcomes = race(2, move |task| {
+            let store = Arc::clone(&shared);
+            let record = racing.clone();
+            let rival = rival.clone();
+            async move {
+                // Alternate who is spawned first so both orders get their chance.
+                if (task + round) % 2 == 0 {
+                    store.delete_session(&record.id).await
+                } else {
+                    rival(store, record, round).await.map(|_| ())
+                }
+            }
+        })
+        .await;
+        for outcome in outcomes {
+            must(outcome, &format!("delete_session or {label}"));
+        }
+        assert_absent(
+            store.as_ref(),
+            &record.id,
+            &format!("round {round}: a delete raced {label}"),
+        )
+        .await;
+    }
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        user_id,
+        &[],
+        &format!("the user listing after deletes raced {label}"),
+    )
+    .await;
+}
+
 /// Asserts that the store holds exactly `expected` under its id.
 #[track_caller]
 pub fn assert_same_record(actual: Option<&SessionRecord>, expected: &SessionRecord, context: &str) {
@@ -298,6 +361,14 @@ pub fn assert_same_record(actual: Option<&SessionRecord>, expected: &SessionReco
     assert_eq!(
         actual.data, expected.data,
         "{context}: data differs (it must round-trip as equal JSON, numbers keeping their kind)"
+    );
+    assert_eq!(
+        actual.lifetime, expected.lifetime,
+        "{context}: lifetime differs (the session's own lifetime must round-trip to the millisecond)"
+    );
+    assert_eq!(
+        actual.data_version, expected.data_version,
+        "{context}: data_version differs"
     );
 }
 
@@ -371,6 +442,8 @@ pub struct CallCounts {
     pub delete_sessions_for_user: u64,
     /// `delete_all_expired_sessions` calls.
     pub delete_all_expired_sessions: u64,
+    /// `update_session_data` calls.
+    pub update_session_data: u64,
 }
 
 impl CallCounts {
@@ -384,6 +457,7 @@ impl CallCounts {
             + self.fetch_sessions_for_user
             + self.delete_sessions_for_user
             + self.delete_all_expired_sessions
+            + self.update_session_data
     }
 }
 
@@ -391,7 +465,7 @@ impl CallCounts {
 /// does (and does not) ask of a store.
 pub struct SpyStore {
     inner: Arc<dyn SessionStore>,
-    counters: [AtomicU64; 8],
+    counters: [AtomicU64; 9],
 }
 
 impl SpyStore {
@@ -415,6 +489,7 @@ impl SpyStore {
             delete_sessions_for_user: read(5),
             delete_all_expired_sessions: read(6),
             update_record_expiry: read(7),
+            update_session_data: read(8),
         }
     }
 
@@ -427,6 +502,11 @@ impl SpyStore {
 impl SessionStore for SpyStore {
     fn capabilities(&self) -> narvik_core::Capabilities {
         self.inner.capabilities()
+    }
+    fn subscribe_invalidations(
+        &self,
+    ) -> Option<narvik_core::invalidation::InvalidationSubscription> {
+        self.inner.subscribe_invalidations()
     }
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         self.count(0);
@@ -476,6 +556,15 @@ impl SessionStore for SpyStore {
         self.count(6);
         self.inner.delete_all_expired_sessions(now).await
     }
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &narvik_core::SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        self.count(8);
+        self.inner.update_session_data(record, data, now).await
+    }
 }
 
 /// When `capabilities` declare `operation` absent, calls it and asserts the typed
@@ -504,6 +593,23 @@ pub async fn declared_absent(
         Op::DeleteAllExpiredSessions => {
             crate::assert_unsupported(store.delete_all_expired_sessions(now_ms()).await, operation);
         }
+        Op::UpdateSessionData => {
+            // A live record, so that only the missing call can explain an answer other
+            // than `Ok(true)`; it must stay exactly as saved.
+            let record = live_record(&user_id, serde_json::json!({ "before": true }));
+            must(store.save_session(&record).await, "save_session");
+            let data = narvik_core::SessionData::from(serde_json::json!({ "after": true }));
+            crate::assert_unsupported(
+                store.update_session_data(&record, &data, now_ms()).await,
+                operation,
+            );
+            assert_stored(
+                store,
+                &record,
+                "a record after an unsupported update_session_data",
+            )
+            .await;
+        }
         other => panic!("this suite does not know the optional operation `{other}`"),
     }
     true
@@ -526,4 +632,49 @@ pub async fn assert_user_lists(
         "fetch_sessions_for_user",
     );
     assert_same_set(listed, expected, context);
+}
+
+tokio::task_local! {
+    /// Set by [`with_near_cache`]: the engines the cases build get this near cache.
+    static NEAR_CACHE: NearCacheConfig;
+}
+
+/// Runs `case` with every engine it builds through [`engine_with`] fronted by a near cache
+/// of `config`, so that the engine cases prove the cached setup as they prove the plain one.
+/// On a multi-threaded Tokio runtime (as the generated tests are): building such an engine
+/// waits in place for its push channel.
+pub async fn with_near_cache<F: std::future::Future>(
+    config: NearCacheConfig,
+    case: F,
+) -> F::Output {
+    NEAR_CACHE.scope(config, case).await
+}
+
+/// An engine over `store` with `clock`, after `configure`; with a near cache when the case
+/// runs under [`with_near_cache`], once its push channel (if any) is healthy.
+pub fn engine_with<D: Clone + Send + Sync + 'static>(
+    store: Arc<dyn SessionStore>,
+    clock: &Arc<ManualClock>,
+    configure: impl FnOnce(NarvikBuilder<D>) -> NarvikBuilder<D>,
+) -> Narvik<D> {
+    let mut builder = configure(Narvik::builder(store).clock(Arc::clone(clock) as _));
+    let cached = NEAR_CACHE.try_with(|config| *config).ok();
+    if let Some(config) = cached {
+        builder = builder.near_cache(config);
+    }
+    let narvik = builder.build().expect("the case's configuration is valid");
+    if cached.is_some() {
+        // The cases are synchronous here; the generated tests run on a multi-threaded runtime,
+        // so waiting in place is allowed.
+        let started = std::time::Instant::now();
+        while !narvik.near_cache_stats().is_some_and(|stats| stats.serving) {
+            assert!(
+                started.elapsed() < crate::near_cache::RESUBSCRIBE_BOUND,
+                "the near cache's channel was not healthy within {:?}",
+                crate::near_cache::RESUBSCRIBE_BOUND
+            );
+            tokio::task::block_in_place(|| std::thread::sleep(std::time::Duration::from_millis(1)));
+        }
+    }
+    narvik
 }

@@ -6,6 +6,8 @@ mod capabilities;
 pub mod cases;
 pub mod harness;
 mod macros;
+pub mod near_cache;
+pub mod upgrade;
 
 pub use capabilities::{assert_unsupported, Capabilities, ExpiredCount, ExpiredFetch};
 

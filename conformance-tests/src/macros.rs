@@ -19,7 +19,8 @@ macro_rules! __for_each_case {
                 update_expiry_after_delete_creates_nothing,
                 delete_removes_record,
                 delete_is_idempotent,
-                delete_leaves_other_records;
+                delete_leaves_other_records,
+                save_then_fetch_round_trips_lifetime_and_data_version;
             data:
                 data_nested_objects_and_arrays_round_trip,
                 data_numbers_keep_their_kind,
@@ -67,6 +68,18 @@ macro_rules! __for_each_case {
                 extension_moves_the_stores_own_expiry,
                 fetch_for_user_filters_on_the_given_now,
                 delete_expired_cuts_off_at_the_given_now;
+            data_updates:
+                update_data_replaces_data_and_bumps_version,
+                update_data_on_stale_version_changes_nothing,
+                update_data_on_missing_or_deleted_record_creates_nothing,
+                update_data_on_record_expired_at_now_does_nothing,
+                update_data_leaves_other_records,
+                concurrent_data_updates_never_lose_one,
+                data_update_racing_delete_never_resurrects,
+                data_update_racing_extension_keeps_both,
+                engine_data_updates_are_never_lost,
+                engine_data_update_after_invalidate_is_none,
+                own_lifetime_session_slides_by_its_own_lifetime;
             capabilities:
                 declared_capabilities_match_the_calls;
             concurrency:
@@ -141,6 +154,70 @@ macro_rules! store_tests {
             $factory,
             |_: &::std::sync::Arc<dyn $crate::__private::SessionStore>| $capabilities
         });
+    };
+}
+
+/// Generates the engine and data-update cases again, each engine fronted by a near cache of
+/// `config` (a [`NearCacheConfig`](narvik_core::NearCacheConfig)): the cached setup keeps every
+/// promise the plain one makes. Call it in a test file of its own (the test names are the
+/// cases' names), with the same factory as [`store_tests!`].
+///
+/// ```ignore
+/// // tests/conformance_near_cache.rs of a store that pushes invalidations
+/// narvik_conformance::near_cache_tests!(
+///     async { MyStore::connect_fresh_namespace().await },
+///     narvik_core::NearCacheConfig::pushed()
+/// );
+/// ```
+#[macro_export]
+macro_rules! near_cache_tests {
+    ($factory:expr, $config:expr $(,)?) => {
+        $crate::__for_each_case!(__near_cache_test_fns { $factory, $config });
+    };
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __near_cache_test_fns {
+    ({ $factory:expr, $config:expr } $($module:ident : $($case:ident),* ;)*) => {
+        $($crate::__near_cache_module! { $factory, $config, $module: $($case),* })*
+    };
+}
+
+/// The modules whose cases build engines; the others test the store alone and would only
+/// repeat the plain run.
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __near_cache_module {
+    ($factory:expr, $config:expr, engine: $($case:ident),*) => {
+        $crate::__near_cache_case_fns! { $factory, $config, engine: $($case),* }
+    };
+    ($factory:expr, $config:expr, data_updates: $($case:ident),*) => {
+        $crate::__near_cache_case_fns! { $factory, $config, data_updates: $($case),* }
+    };
+    ($factory:expr, $config:expr, $module:ident: $($case:ident),*) => {};
+}
+
+#[doc(hidden)]
+#[macro_export]
+macro_rules! __near_cache_case_fns {
+    ($factory:expr, $config:expr, $module:ident: $($case:ident),*) => {
+        $(
+            #[$crate::__private::tokio::test(
+                crate = "narvik_conformance::__private::tokio",
+                flavor = "multi_thread",
+                worker_threads = 2
+            )]
+            async fn $case() {
+                let store = $crate::__private::into_store($factory.await);
+                let capabilities = $crate::__private::SessionStore::capabilities(&*store);
+                $crate::harness::with_near_cache(
+                    $config,
+                    $crate::cases::$module::$case(store, capabilities),
+                )
+                .await;
+            }
+        )*
     };
 }
 

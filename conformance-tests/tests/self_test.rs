@@ -457,6 +457,72 @@ const REJECTED: &[(Bug, &[Case])] = &[
         &[case!(expiry::save_already_expired_record)],
     ),
     (
+        Bug::LifetimeDroppedAtSave,
+        &[case!(
+            crud::save_then_fetch_round_trips_lifetime_and_data_version
+        )],
+    ),
+    (
+        Bug::DataVersionResetAtSave,
+        &[case!(
+            crud::save_then_fetch_round_trips_lifetime_and_data_version
+        )],
+    ),
+    (
+        Bug::DataUpdateIgnoresVersion,
+        &[case!(
+            data_updates::update_data_on_stale_version_changes_nothing
+        )],
+    ),
+    (
+        Bug::DataUpdateKeepsVersion,
+        &[
+            case!(data_updates::update_data_replaces_data_and_bumps_version),
+            case!(data_updates::concurrent_data_updates_never_lose_one),
+        ],
+    ),
+    (
+        Bug::DataUpdateRecreates,
+        &[
+            case!(data_updates::update_data_on_missing_or_deleted_record_creates_nothing),
+            case!(capabilities::declared_capabilities_match_the_calls),
+        ],
+    ),
+    (
+        Bug::DataUpdateUsesWallClock,
+        &[case!(
+            data_updates::update_data_on_record_expired_at_now_does_nothing
+        )],
+    ),
+    (
+        Bug::DataUpdateWritesHandedRecord,
+        &[case!(
+            data_updates::update_data_replaces_data_and_bumps_version
+        )],
+    ),
+    (
+        Bug::DataUpdateCheckThenWrite,
+        &[case!(data_updates::concurrent_data_updates_never_lose_one)],
+    ),
+    (
+        Bug::DataUpdateReadModifyWrite,
+        &[
+            case!(data_updates::data_update_racing_delete_never_resurrects),
+            case!(data_updates::data_update_racing_extension_keeps_both),
+        ],
+    ),
+    (
+        Bug::DataUpdateTouchesWholeUser,
+        &[case!(data_updates::update_data_leaves_other_records)],
+    ),
+    (
+        Bug::DataUpdateDeclaredButUnsupported,
+        &[
+            case!(capabilities::declared_capabilities_match_the_calls),
+            case!(data_updates::update_data_replaces_data_and_bumps_version),
+        ],
+    ),
+    (
         Bug::OptionalUnsupported,
         &[
             case!(capabilities::declared_capabilities_match_the_calls),

@@ -208,6 +208,8 @@ pub fn check_data_value(value: &Value) {
         expires_at: OffsetDateTime::UNIX_EPOCH + Duration::days(1),
         created_at: OffsetDateTime::UNIX_EPOCH,
         data: stored,
+        lifetime: None,
+        data_version: 0,
     };
     let session = narvik_core::Session::<Value>::from_record(record).expect("decodes");
     assert!(same_json(&session.data, value));
@@ -355,7 +357,7 @@ pub fn check_cookie_config(config: &CookieConfig) {
         let manual = Cookie {
             name: config.full_name(),
             value: TOKEN.to_owned(),
-            max_age_seconds: max_age_seconds(config),
+            max_age_seconds: Some(max_age_seconds(config)),
             domain: config.domain.clone(),
             path: config.path.clone(),
             same_site: config.same_site,

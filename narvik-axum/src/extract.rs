@@ -20,6 +20,9 @@ pub enum SessionRejection {
     /// The route is not wrapped in a [`NarvikLayer`](crate::NarvikLayer) of the same data
     /// type: `500`, and an error in the log naming the fix.
     MissingLayer,
+    /// The store failed while validating the request's session: `503` with a generic body
+    /// (the cause is logged at error level, never sent).
+    Unavailable,
 }
 
 impl IntoResponse for SessionRejection {
@@ -38,16 +41,27 @@ impl IntoResponse for SessionRejection {
                     "Internal server error.\n",
                 )
             }
+            Self::Unavailable => plain_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Sessions are unavailable right now. Please try again shortly.\n",
+            ),
         }
     }
 }
 
-fn context<D: SessionData>(parts: &Parts) -> Result<SessionContext<D>, SessionRejection> {
-    parts
+/// The request's session context, validated: the first extractor of a request makes the one
+/// store call, every later one reads its outcome.
+async fn context<D: SessionData>(parts: &Parts) -> Result<SessionContext<D>, SessionRejection> {
+    let context = parts
         .extensions
         .get::<SessionContext<D>>()
         .cloned()
-        .ok_or(SessionRejection::MissingLayer)
+        .ok_or(SessionRejection::MissingLayer)?;
+    context
+        .validate()
+        .await
+        .map_err(|_| SessionRejection::Unavailable)?;
+    Ok(context)
 }
 
 /// The signed-in session; rejects with `401` when there is none.
@@ -74,7 +88,7 @@ impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for CurrentSession<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        let session = context::<D>(parts)?.lock().session.clone();
+        let session = context::<D>(parts).await?.lock().session.clone();
         session.map(Self).ok_or(SessionRejection::Unauthenticated)
     }
 }
@@ -83,7 +97,7 @@ impl<S: Send + Sync, D: SessionData> OptionalFromRequestParts<S> for CurrentSess
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
-        let session = context::<D>(parts)?.lock().session.clone();
+        let session = context::<D>(parts).await?.lock().session.clone();
         Ok(session.map(Self))
     }
 }
@@ -96,7 +110,7 @@ impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for MaybeSession<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
-        Ok(Self(context::<D>(parts)?.lock().session.clone()))
+        Ok(Self(context::<D>(parts).await?.lock().session.clone()))
     }
 }
 
@@ -143,7 +157,7 @@ impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for SessionHandle<D> {
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
         Ok(Self {
-            context: context::<D>(parts)?,
+            context: context::<D>(parts).await?,
         })
     }
 }
@@ -197,6 +211,42 @@ impl<D: SessionData> SessionHandle<D> {
     /// came with (a new token on every sign-in, so a planted token is worthless), and sends the
     /// new cookie.
     pub async fn sign_in(&self, user_id: &str, data: D) -> Result<Session<D>, SessionError> {
+        self.sign_in_for(user_id, data, None).await
+    }
+
+    /// [`sign_in`](Self::sign_in) with a sliding lifetime of the session's own ("remember me"):
+    /// the session is extended by `lifetime` whenever it is used in the last half of it (the
+    /// absolute cap still applies), and its cookie is persistent with `Max-Age` = `lifetime`
+    /// even when the engine sends browser-session cookies. A lifetime outside one second to
+    /// 100 years is an [`Error::InvalidConfiguration`](narvik_core::Error::InvalidConfiguration).
+    ///
+    /// ```
+    /// use narvik_axum::{SessionError, SessionHandle};
+    ///
+    /// async fn sign_in(handle: SessionHandle, remember_me: bool) -> Result<(), SessionError> {
+    ///     if remember_me {
+    ///         handle.sign_in_with_lifetime("alice", (), time::Duration::days(90)).await?;
+    ///     } else {
+    ///         handle.sign_in("alice", ()).await?;
+    ///     }
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn sign_in_with_lifetime(
+        &self,
+        user_id: &str,
+        data: D,
+        lifetime: time::Duration,
+    ) -> Result<Session<D>, SessionError> {
+        self.sign_in_for(user_id, data, Some(lifetime)).await
+    }
+
+    async fn sign_in_for(
+        &self,
+        user_id: &str,
+        data: D,
+        lifetime: Option<time::Duration>,
+    ) -> Result<Session<D>, SessionError> {
         let narvik = &self.context.narvik;
         // The previous session ends first, so that under a per-user cap the new one replaces
         // it instead of evicting another device.
@@ -208,12 +258,74 @@ impl<D: SessionData> SessionHandle<D> {
             state.undecodable_session_id = None;
             state.cookie = CookieChange::Clear;
         }
-        let created = narvik.create_session(user_id, data).await?;
+        let created = match lifetime {
+            Some(lifetime) => {
+                narvik
+                    .create_session_with_lifetime(user_id, data, lifetime)
+                    .await?
+            }
+            None => narvik.create_session(user_id, data).await?,
+        };
         let mut state = self.context.lock();
         state.session = Some(created.session.clone());
         state.token = Some(created.token.clone());
         state.cookie = CookieChange::Set(created.token);
         Ok(created.session)
+    }
+
+    /// Changes the current session's additional data with `change` and stores it, without
+    /// losing a concurrent update: when another request changed the data since this one read
+    /// it, `change` runs again on the data stored now (see
+    /// [`Narvik::update_session_data`], which bounds the retries and then fails with
+    /// [`Error::Conflict`](narvik_core::Error::Conflict)). The token, the cookie and the expiry
+    /// stay as they are.
+    ///
+    /// Returns the updated session, or `None` when signed out or when the session ended
+    /// meanwhile (the request then runs signed out and the cookie is cleared). Needs a store
+    /// with `update_session_data`, else
+    /// [`Error::Unsupported`](narvik_core::Error::Unsupported).
+    ///
+    /// ```
+    /// use narvik_axum::{SessionError, SessionHandle};
+    ///
+    /// /// Additional data with a one-shot notice for the next page.
+    /// #[derive(Clone, Default, serde::Serialize, serde::Deserialize)]
+    /// struct Data {
+    ///     flash: Option<String>,
+    /// }
+    ///
+    /// async fn save(handle: SessionHandle<Data>) -> Result<(), SessionError> {
+    ///     handle
+    ///         .update_data(|data| data.flash = Some("Saved.".to_owned()))
+    ///         .await?;
+    ///     Ok(())
+    /// }
+    /// ```
+    pub async fn update_data<F>(&self, change: F) -> Result<Option<Session<D>>, SessionError>
+    where
+        F: FnMut(&mut D),
+    {
+        let Some(current) = self.session() else {
+            return Ok(None);
+        };
+        let updated = self
+            .context
+            .narvik
+            .update_session_data(&current, change)
+            .await?;
+        let mut state = self.context.lock();
+        // Only if this handle's session is still the request's (no sign-in or out meanwhile).
+        if state.session.as_ref().map(|session| &session.id) == Some(&current.id) {
+            match &updated {
+                Some(session) => state.session = Some(session.clone()),
+                None => {
+                    state.session = None;
+                    state.token = None;
+                    state.cookie = CookieChange::Clear;
+                }
+            }
+        }
+        Ok(updated)
     }
 
     /// Signs out: ends the current session and sends the blank cookie. Signing out without a

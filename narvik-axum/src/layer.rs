@@ -1,5 +1,5 @@
-//! The tower layer: validates the session cookie once per request and writes `Set-Cookie` only
-//! when the session changed.
+//! The tower layer: reads the session cookie, leaves its validation to the first extractor
+//! that asks, and writes `Set-Cookie` only when the session changed.
 
 use std::future::Future;
 use std::pin::Pin;
@@ -17,20 +17,21 @@ use tower_service::Service;
 
 use crate::context::{CookieChange, SessionContext, State};
 use crate::csrf::CsrfKey;
-use crate::error::error_response;
 use crate::SessionData;
 
 /// Adds narvik sessions to every request of the service it wraps.
 ///
 /// Per request it reads the token from the `Cookie` header only (never from the query string
-/// or any other header), validates it once through the engine (which extends a session in the
-/// last half of its lifetime), and hands the result to the extractors
+/// or any other header) and validates it only when an extractor asks
 /// ([`CurrentSession`](crate::CurrentSession), [`MaybeSession`](crate::MaybeSession),
-/// [`SessionHandle`](crate::SessionHandle)). After the handler it sends `Set-Cookie` only when
-/// the session is new, extended, rotated or ended, and the blank cookie for a token that opens
-/// no session. A store failure answers `503` with a generic body, without calling the handler.
-/// A record whose data no longer decodes as `D` is logged and the request runs signed out,
-/// with the cookie left alone.
+/// [`SessionHandle`](crate::SessionHandle)): once, however many extractors ask, and not at all
+/// on a route that asks for none (an asset, a health check). Validation goes through the
+/// engine, which extends a session in the last half of its lifetime. After the handler it
+/// sends `Set-Cookie` only when the session is new, extended, rotated or ended, and the blank
+/// cookie for a token that opens no session (a malformed or duplicated one without any store
+/// call). A store failure makes the asking extractor reject with `503` and a generic body. A
+/// record whose data no longer decodes as `D` is logged and the request runs signed out, with
+/// the cookie left alone.
 ///
 /// ```
 /// # fn demo(store: std::sync::Arc<dyn narvik_core::SessionStore>) -> narvik_core::Result<()> {
@@ -163,10 +164,7 @@ where
                 // An outer NarvikLayer already validated this request: never twice.
                 return Ok(inner.call(request).await?.map(Body::new));
             }
-            let state = match validate(&layer.narvik, request.headers()).await {
-                Ok(state) => state,
-                Err(error) => return Ok(error_response(&error)),
-            };
+            let state = read_cookie(&layer.narvik, request.headers());
             let context = SessionContext::new(layer.narvik, layer.csrf_key, state);
             request.extensions_mut().insert(context.clone());
             let mut response = inner.call(request).await?.map(Body::new);
@@ -176,54 +174,24 @@ where
     }
 }
 
-/// The session behind the request's cookie, validated (and extended) once.
-async fn validate<D: SessionData>(
-    narvik: &Narvik<D>,
-    headers: &HeaderMap,
-) -> narvik_core::Result<State<D>> {
+/// What the request's `Cookie` header says, read without a store call: the token to validate
+/// when an extractor asks, or the blank cookie for one that can never open a session.
+fn read_cookie<D>(narvik: &Narvik<D>, headers: &HeaderMap) -> State<D> {
     let cookie_header = joined_cookie_header(headers);
-    let mut state = State {
-        session: None,
-        token: None,
-        had_token: false,
-        undecodable_session_id: None,
-        cookie: CookieChange::Keep,
-    };
     // The cookie of exactly our name, as a browser wrote it (RFC 6265bis): a look-alike
     // (`\u{a0}__Host-narvik_session`, `narvik_session\u{3000}`) is another cookie, so it is
     // neither read nor counted as a duplicate, and never makes us clear ours.
     let token = match find_cookie(&cookie_header, narvik.cookie_name()) {
-        CookieLookup::Missing => return Ok(state),
+        CookieLookup::Missing => return State::unvalidated(None, CookieChange::Keep),
         CookieLookup::Unique(value) => SessionToken::parse(value),
         // Two cookies of our exact name (cookie tossing): which one is real cannot be told.
         CookieLookup::Duplicated => None,
     };
-    let Some(token) = token else {
+    match token {
+        Some(token) => State::unvalidated(Some(token), CookieChange::Keep),
         // Malformed or duplicated: it can never open a session, so stop the browser sending it.
-        state.cookie = CookieChange::Clear;
-        return Ok(state);
-    };
-    state.had_token = true;
-    match narvik.validate_token(&token).await {
-        Ok(Some(session)) => {
-            if session.extended {
-                state.cookie = CookieChange::Set(token.clone());
-            }
-            state.session = Some(session);
-            state.token = Some(token);
-        }
-        Ok(None) => state.cookie = CookieChange::Clear,
-        // The record exists but its data no longer fits `D` (typically a deploy that changed
-        // the type, possibly with old instances still running). Fail closed for this request
-        // only: no session, but the cookie and the record stay, so nothing is lost and every
-        // other page still works; a 503 here would lock the user out of the whole site.
-        Err(error @ narvik_core::Error::CorruptRecord { .. }) => {
-            tracing::error!(%error, "session record does not decode; treating the request as signed out");
-            state.undecodable_session_id = Some(token.session_id());
-        }
-        Err(error) => return Err(error),
+        None => State::unvalidated(None, CookieChange::Clear),
     }
-    Ok(state)
 }
 
 /// HTTP/2 may split cookies over several `Cookie` headers; they read as one list (joined with
@@ -241,10 +209,21 @@ fn joined_cookie_header(headers: &HeaderMap) -> String {
 }
 
 /// Appends the `Set-Cookie` the handler's outcome calls for, if any.
-fn write_cookie<D>(context: &SessionContext<D>, headers: &mut HeaderMap) {
-    let (cookie, carries_token) = match context.cookie_change() {
+fn write_cookie<D: SessionData>(context: &SessionContext<D>, headers: &mut HeaderMap) {
+    let (change, session) = context.cookie_change();
+    let (cookie, carries_token) = match change {
         CookieChange::Keep => return,
-        CookieChange::Set(token) => (context.narvik.create_cookie(&token).serialize(), true),
+        // The session of the token: a remember-me session keeps its persistent cookie.
+        CookieChange::Set(token) => match session {
+            Some(session) => (
+                context
+                    .narvik
+                    .create_session_cookie(&token, &session)
+                    .serialize(),
+                true,
+            ),
+            None => (context.narvik.create_cookie(&token).serialize(), true),
+        },
         CookieChange::Clear => (context.narvik.create_blank_cookie().serialize(), false),
     };
     // The engine validated every attribute and the token is base32, so this cannot fail; if it

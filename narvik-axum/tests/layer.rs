@@ -30,11 +30,19 @@ struct Data {
     theme: String,
 }
 
-/// A store that counts `fetch_session` calls, to prove one validation per request. Every
-/// other call, and the declaration, is the memory store's.
+/// A store that counts `fetch_session` calls, to prove one validation per request, and every
+/// call, to prove that a route that never asks for the session costs none. Every call, and
+/// the declaration, is the memory store's.
 struct Counting {
     inner: MemoryStore,
     fetches: AtomicUsize,
+    calls: AtomicUsize,
+}
+
+impl Counting {
+    fn count(&self) {
+        self.calls.fetch_add(1, Ordering::SeqCst);
+    }
 }
 
 #[async_trait::async_trait]
@@ -43,13 +51,16 @@ impl SessionStore for Counting {
         self.inner.capabilities()
     }
     async fn save_session(&self, record: &SessionRecord) -> NarvikResult<()> {
+        self.count();
         self.inner.save_session(record).await
     }
     async fn fetch_session(&self, id: &str) -> NarvikResult<Option<SessionRecord>> {
+        self.count();
         self.fetches.fetch_add(1, Ordering::SeqCst);
         self.inner.fetch_session(id).await
     }
     async fn update_session_expiry(&self, id: &str, at: OffsetDateTime) -> NarvikResult<()> {
+        self.count();
         self.inner.update_session_expiry(id, at).await
     }
     async fn update_record_expiry(
@@ -57,9 +68,11 @@ impl SessionStore for Counting {
         record: &SessionRecord,
         at: OffsetDateTime,
     ) -> NarvikResult<()> {
+        self.count();
         self.inner.update_record_expiry(record, at).await
     }
     async fn delete_session(&self, id: &str) -> NarvikResult<()> {
+        self.count();
         self.inner.delete_session(id).await
     }
     async fn fetch_sessions_for_user(
@@ -67,13 +80,25 @@ impl SessionStore for Counting {
         user: &str,
         now: OffsetDateTime,
     ) -> NarvikResult<Vec<SessionRecord>> {
+        self.count();
         self.inner.fetch_sessions_for_user(user, now).await
     }
     async fn delete_sessions_for_user(&self, user: &str) -> NarvikResult<()> {
+        self.count();
         self.inner.delete_sessions_for_user(user).await
     }
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> NarvikResult<u64> {
+        self.count();
         self.inner.delete_all_expired_sessions(now).await
+    }
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &narvik_core::SessionData,
+        now: OffsetDateTime,
+    ) -> NarvikResult<bool> {
+        self.count();
+        self.inner.update_session_data(record, data, now).await
     }
 }
 
@@ -112,6 +137,35 @@ struct CsrfForm {
 
 fn routes() -> Router {
     Router::new()
+        .route("/static", get(|| async { "no session asked for" }))
+        .route(
+            "/remember-me/{user}",
+            post(
+                |Path(user): Path<String>, handle: SessionHandle<Data>| async move {
+                    let data = Data {
+                        theme: "light".into(),
+                    };
+                    handle
+                        .sign_in_with_lifetime(&user, data, Duration::days(90))
+                        .await
+                        .map(|s| s.user_id)
+                },
+            ),
+        )
+        .route(
+            "/theme/{theme}",
+            post(
+                |Path(theme): Path<String>, handle: SessionHandle<Data>| async move {
+                    let updated = handle.update_data(|data| data.theme.clone_from(&theme)).await?;
+                    // The handle reads the session as updated, in the same request.
+                    let seen = handle.session().map(|s| s.data.theme);
+                    Ok::<_, SessionError>(match updated {
+                        Some(session) => format!("{} {:?}", session.data.theme, seen),
+                        None => "none".to_owned(),
+                    })
+                },
+            ),
+        )
         .route(
             "/whoami",
             get(|MaybeSession(session): MaybeSession<Data>| async move {
@@ -205,6 +259,7 @@ fn harness() -> Harness {
         // No clock for the store: the engine hands its (manual) `now` down.
         inner: MemoryStore::new(),
         fetches: AtomicUsize::new(0),
+        calls: AtomicUsize::new(0),
     });
     let narvik: Narvik<Data> = Narvik::builder(store.clone())
         .clock(clock.clone())
@@ -459,6 +514,117 @@ async fn the_cookie_is_validated_once_per_request() {
 }
 
 #[tokio::test]
+async fn a_route_that_never_asks_makes_no_store_call() {
+    let h = harness();
+    let token = sign_in(&h, "alice").await;
+    // Even in the last half of the lifetime, when asking would extend the session.
+    h.clock.advance(Duration::days(20));
+    let calls = h.store.calls.load(Ordering::SeqCst);
+    for cookie in [Some(token.as_str()), None] {
+        let reply = send(&h.app, get_with("/static", cookie)).await;
+        assert_eq!(reply.status, StatusCode::OK);
+        assert!(reply.set_cookies.is_empty(), "{:?}", reply.set_cookies);
+    }
+    assert_eq!(h.store.calls.load(Ordering::SeqCst), calls, "no store call");
+
+    // A malformed or duplicated cookie is cleared without asking the store.
+    let malformed = send(&h.app, get_with("/static", Some("not-a-token"))).await;
+    assert_eq!(malformed.set_cookies, [BLANK]);
+    let duplicated = Request::get("/static")
+        .header(
+            header::COOKIE,
+            format!("narvik_session={token}; narvik_session={token}"),
+        )
+        .body(Body::empty())
+        .expect("request");
+    assert_eq!(send(&h.app, duplicated).await.set_cookies, [BLANK]);
+    assert_eq!(h.store.calls.load(Ordering::SeqCst), calls, "no store call");
+
+    // The first route that asks validates, and extends, with one fetch.
+    let reply = send(&h.app, get_with("/private", Some(&token))).await;
+    assert_eq!(reply.body, "alice");
+    assert_eq!(reply.token(), token, "the extended cookie");
+    assert_eq!(h.store.fetches.load(Ordering::SeqCst), 1);
+}
+
+#[tokio::test]
+async fn data_updates_reach_the_store_without_a_new_cookie() {
+    let h = harness();
+    let token = sign_in(&h, "alice").await;
+    let reply = send(&h.app, post_with("/theme/solarized", Some(&token))).await;
+    assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    assert_eq!(reply.body, "solarized Some(\"solarized\")");
+    assert!(reply.set_cookies.is_empty(), "same token, same expiry");
+    let reply = send(&h.app, get_with("/whoami", Some(&token))).await;
+    assert!(reply.body.starts_with("alice solarized "), "{}", reply.body);
+
+    // Concurrent requests each changing the data: none of them is lost.
+    let mut requests = Vec::new();
+    for n in 0..8 {
+        let app = h.app.clone();
+        let token = token.clone();
+        requests.push(tokio::spawn(async move {
+            send(&app, post_with(&format!("/theme/t{n}"), Some(&token))).await
+        }));
+    }
+    for request in requests {
+        let reply = request.await.expect("request task");
+        assert_eq!(reply.status, StatusCode::OK, "{}", reply.body);
+    }
+    let session = h
+        .narvik
+        .validate_session(&token)
+        .await
+        .expect("store")
+        .expect("live");
+    assert_eq!(session.data_version, 9, "one version per update, none lost");
+
+    // After sign-out the update answers none and sends nothing.
+    send(&h.app, post_with("/sign-out", Some(&token))).await;
+    let reply = send(&h.app, post_with("/theme/late", Some(&token))).await;
+    assert_eq!(reply.body, "none");
+}
+
+#[tokio::test]
+async fn remember_me_sessions_get_a_persistent_cookie_of_their_own_lifetime() {
+    let clock = Arc::new(ManualClock::starting_now());
+    let store = Arc::new(MemoryStore::new());
+    let narvik: Narvik<Data> = Narvik::builder(store)
+        .clock(clock.clone())
+        .cookie_browser_session(true)
+        .build()
+        .expect("valid configuration");
+    let app = routes().layer(NarvikLayer::new(narvik));
+
+    // The default: a browser-session cookie, no Max-Age.
+    let reply = send(&app, post_with("/sign-in/alice", None)).await;
+    assert_eq!(reply.set_cookies.len(), 1);
+    assert!(
+        !reply.set_cookies[0].contains("Max-Age"),
+        "{}",
+        reply.set_cookies[0]
+    );
+
+    // Remember me: 90 days, on the cookie and on the server.
+    let reply = send(&app, post_with("/remember-me/bob", None)).await;
+    let token = reply.token();
+    assert_eq!(
+        reply.set_cookies[0],
+        format!("narvik_session={token}; Max-Age=7776000; Path=/; SameSite=Lax; Secure; HttpOnly")
+    );
+    // Past the default 30 days it is still live, and its extension keeps the long cookie.
+    clock.advance(Duration::days(60));
+    let reply = send(&app, get_with("/private", Some(&token))).await;
+    assert_eq!(reply.body, "bob");
+    assert_eq!(reply.token(), token);
+    assert!(
+        reply.set_cookies[0].contains("Max-Age=7776000"),
+        "{}",
+        reply.set_cookies[0]
+    );
+}
+
+#[tokio::test]
 async fn sign_in_rotates_away_the_previous_session() {
     let h = harness();
     let first = sign_in(&h, "alice").await;
@@ -557,9 +723,15 @@ async fn store_errors_answer_503_without_leaking_the_cause() {
         )
         .layer(NarvikLayer::new(narvik));
 
-    // Validation fails: the handler never runs and the cookie is left alone.
+    // Validation fails: every extractor form rejects with 503 and the cookie is left alone.
     let token = "abcdefghijklmnopqrstuvwxyz234567";
-    for path in ["/counted", "/whoami", "/private"] {
+    for path in [
+        "/whoami",
+        "/private",
+        "/optional",
+        "/three-extractors",
+        "/csrf",
+    ] {
         let reply = send(&app, get_with(path, Some(token))).await;
         assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE, "{path}");
         assert!(reply.set_cookies.is_empty(), "{path}");
@@ -567,10 +739,17 @@ async fn store_errors_answer_503_without_leaking_the_cause() {
             assert!(!reply.body.contains(secret), "{path} leaks {secret}");
         }
     }
-    assert_eq!(handler_ran.load(Ordering::SeqCst), 0);
 
-    // A request without a cookie needs no store and passes; a sign-in then fails with 503.
+    // A route that never asks for the session never meets the store: it runs, with or
+    // without a cookie.
+    assert_eq!(
+        send(&app, get_with("/counted", Some(token))).await.body,
+        "ran"
+    );
     assert_eq!(send(&app, get_with("/counted", None)).await.body, "ran");
+    assert_eq!(handler_ran.load(Ordering::SeqCst), 2);
+
+    // A sign-in fails with 503.
     let reply = send(&app, post_with("/sign-in/alice", None)).await;
     assert_eq!(reply.status, StatusCode::SERVICE_UNAVAILABLE);
     assert!(reply.set_cookies.is_empty());
@@ -589,6 +768,8 @@ async fn a_record_that_no_longer_fits_the_data_type_runs_signed_out() {
             expires_at: now + Duration::days(30),
             created_at: now,
             data: serde_json::json!({ "theme": 42 }).into(),
+            lifetime: None,
+            data_version: 0,
         })
         .await
         .expect("saved");

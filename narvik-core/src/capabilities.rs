@@ -50,6 +50,8 @@ pub struct Capabilities {
     pub delete_sessions_for_user: bool,
     /// The store implements `delete_all_expired_sessions`.
     pub delete_all_expired_sessions: bool,
+    /// The store implements `update_session_data` (needed by the engine's data updates).
+    pub update_session_data: bool,
     /// What `fetch_session` returns for an expired record.
     pub expired_fetch: ExpiredFetch,
     /// Whether a record saved with an `expires_at` already in the past is kept (and so can be
@@ -58,6 +60,12 @@ pub struct Capabilities {
     pub keeps_already_expired: bool,
     /// What the number returned by `delete_all_expired_sessions` means.
     pub expired_count: ExpiredCount,
+    /// The store pushes an invalidation for every session deleted or changed in it, by any
+    /// client, through
+    /// [`SessionStore::subscribe_invalidations`](crate::SessionStore::subscribe_invalidations):
+    /// the engine's near cache may then serve validations from memory without a stated
+    /// staleness (see [`NearCacheConfig::pushed`](crate::NearCacheConfig::pushed)).
+    pub pushes_invalidations: bool,
 }
 
 impl Capabilities {
@@ -67,9 +75,11 @@ impl Capabilities {
         fetch_sessions_for_user: true,
         delete_sessions_for_user: true,
         delete_all_expired_sessions: true,
+        update_session_data: true,
         expired_fetch: ExpiredFetch::Returned,
         keeps_already_expired: true,
         expired_count: ExpiredCount::Exact,
+        pushes_invalidations: false,
     };
 
     /// Every optional call, on a store whose server expires records by itself (Redis, a Mongo
@@ -79,18 +89,21 @@ impl Capabilities {
         fetch_sessions_for_user: true,
         delete_sessions_for_user: true,
         delete_all_expired_sessions: true,
+        update_session_data: true,
         expired_fetch: ExpiredFetch::Hidden,
         keeps_already_expired: false,
         expired_count: ExpiredCount::AtMost,
+        pushes_invalidations: false,
     };
 
-    /// Only the four required calls, as in the original Narvik: the three optional ones answer
+    /// Only the four required calls, as in the original Narvik: the optional ones answer
     /// with the typed unsupported error. Expired records behave as in [`Self::ALL`]. The
     /// trait's default declaration.
     pub const REQUIRED_ONLY: Self = Self {
         fetch_sessions_for_user: false,
         delete_sessions_for_user: false,
         delete_all_expired_sessions: false,
+        update_session_data: false,
         ..Self::ALL
     };
 
@@ -100,6 +113,7 @@ impl Capabilities {
             OptionalOperation::FetchSessionsForUser => self.fetch_sessions_for_user,
             OptionalOperation::DeleteSessionsForUser => self.delete_sessions_for_user,
             OptionalOperation::DeleteAllExpiredSessions => self.delete_all_expired_sessions,
+            OptionalOperation::UpdateSessionData => self.update_session_data,
         }
     }
 

@@ -9,7 +9,11 @@ use crate::clock::{Clock, SystemClock};
 use crate::cookie::{CookieConfig, CookiePrefix, SameSite};
 use crate::engine::Narvik;
 use crate::error::{Error, Result};
+use crate::near_cache::{NearCache, NearCacheConfig, SessionCache};
 use crate::store::SessionStore;
+
+/// Makes the near cache once the rest of the configuration is known to be valid.
+type MakeCache<D> = Box<dyn FnOnce(&dyn SessionStore) -> Result<Arc<dyn SessionCache<D>>> + Send>;
 
 /// The default session lifetime, as in the original: 30 days.
 pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::days(30);
@@ -17,6 +21,16 @@ pub const DEFAULT_SESSION_LIFETIME: Duration = Duration::days(30);
 pub const MAX_LIFETIME: Duration = Duration::days(36_525);
 /// How many fresh tokens `create_session` tries when the store reports a duplicate id.
 pub const DEFAULT_CREATE_ATTEMPTS: u32 = 3;
+/// How many times `update_session_data` tries before it reports a conflict.
+pub const DEFAULT_DATA_UPDATE_ATTEMPTS: u32 = 10;
+
+/// Whether `lifetime` is one the engine accepts: between one second and [`MAX_LIFETIME`], in
+/// whole milliseconds, so every computed expiry stays on the grid all stores can represent
+/// and `now + lifetime` stays far from the end of the date range.
+pub fn valid_lifetime(lifetime: Duration) -> bool {
+    (Duration::SECOND..=MAX_LIFETIME).contains(&lifetime)
+        && lifetime.subsec_nanoseconds() % 1_000_000 == 0
+}
 
 /// Everything the engine can be told. Build it with [`Narvik::builder`].
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -37,6 +51,8 @@ pub struct NarvikConfig {
     pub cookie: CookieConfig,
     /// How many fresh tokens `create_session` tries on a duplicate id (at least 1).
     pub create_attempts: u32,
+    /// How many times `update_session_data` tries when concurrent updates win (at least 1).
+    pub data_update_attempts: u32,
 }
 
 impl Default for NarvikConfig {
@@ -47,6 +63,7 @@ impl Default for NarvikConfig {
             max_sessions_per_user: None,
             cookie: CookieConfig::default(),
             create_attempts: DEFAULT_CREATE_ATTEMPTS,
+            data_update_attempts: DEFAULT_DATA_UPDATE_ATTEMPTS,
         }
     }
 }
@@ -56,10 +73,6 @@ impl NarvikConfig {
     pub fn validate(&self) -> Result<()> {
         // Whole milliseconds keep every computed expiry on the grid all stores can represent;
         // the upper bound keeps `now + lifetime` far from the end of the date range.
-        let valid_lifetime = |lifetime: Duration| {
-            (Duration::SECOND..=MAX_LIFETIME).contains(&lifetime)
-                && lifetime.subsec_nanoseconds() % 1_000_000 == 0
-        };
         if !valid_lifetime(self.session_lifetime) {
             return Err(Error::InvalidConfiguration(
                 "session_lifetime must be between one second and 100 years, in whole milliseconds"
@@ -73,6 +86,11 @@ impl NarvikConfig {
             return Err(Error::InvalidConfiguration(
                 "absolute_lifetime must be between one second and 100 years, in whole milliseconds"
                     .to_owned(),
+            ));
+        }
+        if self.data_update_attempts == 0 {
+            return Err(Error::InvalidConfiguration(
+                "data_update_attempts must be at least 1".to_owned(),
             ));
         }
         if self.create_attempts == 0 {
@@ -102,7 +120,7 @@ pub struct NarvikBuilder<D> {
     store: Arc<dyn SessionStore>,
     clock: Arc<dyn Clock>,
     config: NarvikConfig,
-    data: std::marker::PhantomData<fn() -> D>,
+    near_cache: Option<MakeCache<D>>,
 }
 
 impl<D> NarvikBuilder<D> {
@@ -111,7 +129,7 @@ impl<D> NarvikBuilder<D> {
             store,
             clock: Arc::new(SystemClock),
             config: NarvikConfig::default(),
-            data: std::marker::PhantomData,
+            near_cache: None,
         }
     }
 
@@ -145,6 +163,12 @@ impl<D> NarvikBuilder<D> {
         self
     }
 
+    /// How many times a data update tries when concurrent updates of the same session win.
+    pub fn data_update_attempts(mut self, attempts: u32) -> Self {
+        self.config.data_update_attempts = attempts;
+        self
+    }
+
     /// The whole cookie configuration.
     pub fn cookie(mut self, cookie: CookieConfig) -> Self {
         self.config.cookie = cookie;
@@ -161,6 +185,14 @@ impl<D> NarvikBuilder<D> {
     /// rejects less, since `Max-Age=0` deletes the cookie.
     pub fn cookie_max_age(mut self, max_age: Duration) -> Self {
         self.config.cookie.max_age = Some(max_age);
+        self
+    }
+
+    /// Browser-session cookies (default off): no `Max-Age`, so the browser drops the cookie
+    /// when it closes; the server-side lifetime still applies. Sessions created with a
+    /// lifetime of their own still get a persistent cookie.
+    pub fn cookie_browser_session(mut self, browser_session: bool) -> Self {
+        self.config.cookie.browser_session = browser_session;
         self
     }
 
@@ -217,7 +249,8 @@ impl<D> NarvikBuilder<D> {
     /// ([`SessionStore::capabilities`]), and builds the engine.
     ///
     /// A per-user cap on a store without per-user listing is
-    /// [`Error::InvalidConfiguration`] here, not a failure at the first sign-in.
+    /// [`Error::InvalidConfiguration`] here, not a failure at the first sign-in; so is a
+    /// pushed near cache on a store that does not push, or built outside a Tokio runtime.
     pub fn build(self) -> Result<Narvik<D>> {
         self.config.validate()?;
         if self.config.max_sessions_per_user.is_some()
@@ -228,6 +261,37 @@ impl<D> NarvikBuilder<D> {
                     .to_owned(),
             ));
         }
-        Ok(Narvik::from_parts(self.store, self.clock, self.config))
+        let near_cache = match self.near_cache {
+            Some(make) => Some(make(&*self.store)?),
+            None => None,
+        };
+        Ok(Narvik::from_parts(
+            self.store,
+            self.clock,
+            self.config,
+            near_cache,
+        ))
+    }
+}
+
+impl<D: Clone + Send + Sync + 'static> NarvikBuilder<D> {
+    /// A near cache in front of the store (default none): validations of an unchanged session
+    /// are served from process memory, with neither a round trip nor a decode. See
+    /// [`near_cache`](crate::near_cache) for what each mode guarantees.
+    ///
+    /// ```
+    /// # use std::sync::Arc;
+    /// # use narvik_core::{Narvik, NearCacheConfig, SessionStore};
+    /// # fn demo(store: Arc<dyn SessionStore>) -> narvik_core::Result<()> {
+    /// // On a store that pushes invalidations (Redis, Postgres, Mongo on a replica set):
+    /// let narvik: Narvik = Narvik::builder(store).near_cache(NearCacheConfig::pushed()).build()?;
+    /// # Ok(()) }
+    /// ```
+    pub fn near_cache(mut self, config: NearCacheConfig) -> Self {
+        self.near_cache = Some(Box::new(move |store: &dyn SessionStore| {
+            NearCache::<D>::new(config, store)
+                .map(|cache| Arc::new(cache) as Arc<dyn SessionCache<D>>)
+        }));
+        self
     }
 }

@@ -103,6 +103,10 @@ pub struct CookieConfig {
     pub name: String,
     /// `Max-Age`; `None` means the session lifetime.
     pub max_age: Option<Duration>,
+    /// Sends the cookie without `Max-Age`, so the browser drops it when it closes (a
+    /// browser-session cookie). The server-side lifetime still applies, and a session created
+    /// with a lifetime of its own ("remember me") still gets a persistent cookie.
+    pub browser_session: bool,
     /// The `Secure` attribute. Turn it off only for plain-HTTP development.
     pub secure: bool,
     /// The `HttpOnly` attribute.
@@ -123,6 +127,7 @@ impl Default for CookieConfig {
         Self {
             name: DEFAULT_COOKIE_NAME.to_owned(),
             max_age: None,
+            browser_session: false,
             secure: true,
             http_only: true,
             domain: None,
@@ -200,6 +205,12 @@ impl CookieConfig {
                 self.path.len()
             ));
         }
+        if self.browser_session && self.max_age.is_some() {
+            return invalid(
+                "a browser-session cookie has no Max-Age: set browser_session or max_age, not both"
+                    .to_owned(),
+            );
+        }
         if let Some(max_age) = self.max_age {
             if max_age.is_negative() {
                 return invalid("cookie Max-Age must not be negative".to_owned());
@@ -270,8 +281,8 @@ pub struct Cookie {
     pub name: String,
     /// The cookie value: the token, or empty for the blank cookie.
     pub value: String,
-    /// `Max-Age` in whole seconds.
-    pub max_age_seconds: i64,
+    /// `Max-Age` in whole seconds; `None` leaves the attribute out (a browser-session cookie).
+    pub max_age_seconds: Option<i64>,
     /// The `Domain` attribute.
     pub domain: Option<String>,
     /// The `Path` attribute.
@@ -285,11 +296,11 @@ pub struct Cookie {
 }
 
 impl Cookie {
-    pub(crate) fn new(config: &CookieConfig, value: String, max_age: Duration) -> Self {
+    pub(crate) fn new(config: &CookieConfig, value: String, max_age: Option<Duration>) -> Self {
         Self {
             name: config.full_name(),
             value,
-            max_age_seconds: max_age.whole_seconds(),
+            max_age_seconds: max_age.map(Duration::whole_seconds),
             domain: config.domain.clone(),
             path: config.path.clone(),
             same_site: config.same_site,
@@ -305,7 +316,7 @@ impl Cookie {
     /// let cookie = Cookie {
     ///     name: "narvik_session".into(),
     ///     value: String::new(),
-    ///     max_age_seconds: 0,
+    ///     max_age_seconds: Some(0),
     ///     domain: None,
     ///     path: "/".into(),
     ///     same_site: SameSite::Lax,
@@ -323,7 +334,9 @@ impl Cookie {
             out.push_str("; Domain=");
             out.push_str(domain);
         }
-        out.push_str(&format!("; Max-Age={}", self.max_age_seconds));
+        if let Some(seconds) = self.max_age_seconds {
+            out.push_str(&format!("; Max-Age={seconds}"));
+        }
         out.push_str("; Path=");
         out.push_str(&self.path);
         out.push_str("; SameSite=");

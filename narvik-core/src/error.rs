@@ -17,6 +17,8 @@ pub enum OptionalOperation {
     DeleteSessionsForUser,
     /// [`SessionStore::delete_all_expired_sessions`](crate::SessionStore::delete_all_expired_sessions)
     DeleteAllExpiredSessions,
+    /// [`SessionStore::update_session_data`](crate::SessionStore::update_session_data)
+    UpdateSessionData,
 }
 
 impl OptionalOperation {
@@ -26,6 +28,7 @@ impl OptionalOperation {
             Self::FetchSessionsForUser => "fetch_sessions_for_user",
             Self::DeleteSessionsForUser => "delete_sessions_for_user",
             Self::DeleteAllExpiredSessions => "delete_all_expired_sessions",
+            Self::UpdateSessionData => "update_session_data",
         }
     }
 }
@@ -91,6 +94,15 @@ pub enum Error {
     /// document size limit, a key the store forbids). Nothing was stored.
     #[error("the session's additional data cannot be stored: {0}")]
     InvalidData(String),
+
+    /// A data update lost the race against other updates of the same session on every one of
+    /// its attempts; the data is as the last winning update left it. Retrying later may
+    /// succeed.
+    #[error("the session's data changed concurrently on each of {attempts} attempts")]
+    Conflict {
+        /// How many times the update was tried.
+        attempts: u32,
+    },
 
     /// A configuration value was rejected (a cookie name with a `;`, a zero lifetime, ...).
     #[error("invalid configuration: {0}")]

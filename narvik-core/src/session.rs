@@ -2,7 +2,7 @@
 //! ([`SessionRecord`]).
 
 use serde::{de::DeserializeOwned, Serialize};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 use crate::data::SessionData;
 use crate::error::{Error, Result};
@@ -25,6 +25,16 @@ pub struct SessionRecord {
     /// The application's additional data, as JSON (`null` when the application has none):
     /// a shared value or the text the store read (see [`SessionData`]).
     pub data: SessionData,
+    /// The session's own sliding lifetime ("remember me"), or `None` for the engine's
+    /// configured one. Stores keep it to the millisecond; records written before stores kept
+    /// it read as `None`.
+    pub lifetime: Option<Duration>,
+    /// How many times the data has been replaced through
+    /// [`SessionStore::update_session_data`](crate::SessionStore::update_session_data): 0 when
+    /// saved, one more on every replacement. A data update succeeds only on the version it read,
+    /// so two concurrent updates can never both win. Records written before stores kept it
+    /// read as 0.
+    pub data_version: u64,
 }
 
 impl SessionRecord {
@@ -39,6 +49,8 @@ impl SessionRecord {
     ///     expires_at: datetime!(2030-01-01 0:00 UTC),
     ///     created_at: datetime!(2029-12-01 0:00 UTC),
     ///     data: Default::default(),
+    ///     lifetime: None,
+    ///     data_version: 0,
     /// };
     /// assert!(!record.is_expired(datetime!(2029-12-31 23:59 UTC)));
     /// assert!(record.is_expired(datetime!(2030-01-01 0:00 UTC)));
@@ -64,6 +76,11 @@ pub struct Session<D = ()> {
     pub created_at: OffsetDateTime,
     /// The application's additional data.
     pub data: D,
+    /// The session's own sliding lifetime, or `None` for the engine's configured one (see
+    /// [`Narvik::create_session_with_lifetime`](crate::Narvik::create_session_with_lifetime)).
+    pub lifetime: Option<Duration>,
+    /// The version of `data` this value was read at (see [`SessionRecord::data_version`]).
+    pub data_version: u64,
     /// True on the session returned by `create_session` (and `rotate_session`).
     pub new: bool,
     /// True when `validate_session` moved the expiry forward: the cookie should be set again.
@@ -89,6 +106,8 @@ impl<D> Session<D> {
             expires_at: record.expires_at,
             created_at: record.created_at,
             data,
+            lifetime: record.lifetime,
+            data_version: record.data_version,
             new: false,
             extended: false,
         }
@@ -120,6 +139,8 @@ impl<D: Serialize> Session<D> {
             expires_at: self.expires_at,
             created_at: self.created_at,
             data: data.into(),
+            lifetime: self.lifetime,
+            data_version: self.data_version,
         })
     }
 }

@@ -4,7 +4,9 @@ use async_trait::async_trait;
 use time::OffsetDateTime;
 
 use crate::capabilities::Capabilities;
+use crate::data::SessionData;
 use crate::error::{Error, OptionalOperation, Result};
+use crate::invalidation::InvalidationSubscription;
 use crate::session::SessionRecord;
 
 /// Where sessions live. narvik ships stores for memory, PostgreSQL, Redis and MongoDB; any
@@ -13,13 +15,14 @@ use crate::session::SessionRecord;
 /// The trait is object safe, so the engine holds an `Arc<dyn SessionStore>`, and stores never
 /// see the application's data type: additional data arrives as JSON in [`SessionRecord::data`].
 ///
-/// The four required calls are the whole contract of the original Narvik. The three optional
-/// ones have default bodies that return [`Error::Unsupported`]; a store that implements them
+/// The four required calls are the whole contract of the original Narvik. The optional ones
+/// have default bodies that return [`Error::Unsupported`]; a store that implements them
 /// says so in [`capabilities`](Self::capabilities), which every shipped store does.
 ///
 /// # The contract
 /// - **Insert only.** [`save_session`](Self::save_session) never overwrites.
-/// - **Exact round trip.** What is saved is fetched back unchanged: ids byte for byte (never
+/// - **Exact round trip.** What is saved is fetched back unchanged, every field of
+///   [`SessionRecord`] (its own `lifetime` and `data_version` too): ids byte for byte (never
 ///   case-folded, trimmed or normalised), times to the millisecond, data as equal JSON with
 ///   numbers bit-exact (`u64::MAX`, 17-digit floats). A value the store cannot hold (a NUL in
 ///   a PostgreSQL text column) is [`Error::InvalidData`] at save, never silently altered.
@@ -140,6 +143,40 @@ pub trait SessionStore: Send + Sync + 'static {
             OptionalOperation::DeleteAllExpiredSessions,
         ))
     }
+
+    /// Replaces the additional data of `record` (a record the engine has just fetched) with
+    /// `data`, only if the stored record is still at `record.data_version` and live at `now`
+    /// (`expires_at > now`, the engine's clock). On success the stored `data_version` becomes
+    /// `record.data_version + 1` and nothing else changes (not the expiry, not the lifetime).
+    ///
+    /// Returns `true` when it replaced the data, `false` when it changed nothing: the record
+    /// is missing, deleted, expired, or another update won since it was read. It never creates
+    /// or revives a record and never touches another one. The compare and the write are one
+    /// atomic step on the server, in one round trip, so two updates read at the same version
+    /// can never both succeed: the loser re-reads and tries again (the engine's
+    /// [`update_session_data`](crate::Narvik::update_session_data) does that).
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let _ = (record, data, now);
+        Err(Error::unsupported(OptionalOperation::UpdateSessionData))
+    }
+
+    /// A new subscription to the invalidations this store pushes, for a store that declares
+    /// [`pushes_invalidations`](Capabilities::pushes_invalidations); `None` (the default) for
+    /// any other.
+    ///
+    /// The store pushes the id of every session deleted or changed in it (an extension may be
+    /// left out: a copy with an earlier `expires_at` is only more careful), by this process or
+    /// any other client of the server, and keeps the hub's health true only while it receives
+    /// every change. It is called within a Tokio runtime, so that a store may start its
+    /// listener on the first call.
+    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+        None
+    }
 }
 
 #[async_trait]
@@ -182,5 +219,16 @@ impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
     }
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         (**self).delete_all_expired_sessions(now).await
+    }
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        (**self).update_session_data(record, data, now).await
+    }
+    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+        (**self).subscribe_invalidations()
     }
 }

@@ -373,6 +373,7 @@ fn cookie_config() -> impl Strategy<Value = CookieConfig> {
             |(name, max_age, secure, http_only, domain, path, same_site, prefix)| CookieConfig {
                 name,
                 max_age,
+                browser_session: false,
                 secure,
                 http_only,
                 domain,

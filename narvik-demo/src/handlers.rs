@@ -6,7 +6,7 @@
 use std::net::IpAddr;
 use std::sync::Arc;
 
-use axum::extract::{Query, State};
+use axum::extract::State;
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
@@ -19,7 +19,7 @@ use crate::bound::{Busy, PasswordChecks};
 use crate::client_address::ClientAddress;
 use crate::pages::{self, DeviceRow, Viewer};
 use crate::throttle::{SignInThrottle, Throttled};
-use crate::Device;
+use crate::{Device, REMEMBER_ME_LIFETIME};
 
 /// Longer inputs are refused before Argon2 sees them: hashing cost grows with the input.
 const MAX_USERNAME: usize = 64;
@@ -216,6 +216,8 @@ async fn sign_in_page(handle: Handle, State(state): State<AppState>) -> Response
 struct SignInForm {
     username: String,
     password: String,
+    /// The "Remember me" checkbox: present (`on`) only when ticked.
+    remember: Option<String>,
 }
 
 async fn sign_in(
@@ -232,9 +234,14 @@ async fn sign_in(
         return Ok(refused.respond(page));
     }
     // A new session and token; the session this browser came with (if any) ends here.
-    handle
-        .sign_in(&username, Device::from_headers(&headers))
-        .await?;
+    let device = Device::from_headers(&headers);
+    if form.remember.is_some() {
+        handle
+            .sign_in_with_lifetime(&username, device, REMEMBER_ME_LIFETIME)
+            .await?;
+    } else {
+        handle.sign_in(&username, device).await?;
+    }
     Ok(Redirect::to("/").into_response())
 }
 
@@ -254,29 +261,43 @@ async fn sign_out(handle: Handle, Form(form): Form<CsrfForm>) -> Result<Response
     Ok(to_sign_in())
 }
 
-#[derive(Deserialize)]
-struct DevicesQuery {
-    done: Option<String>,
-    n: Option<u64>,
-}
-
-async fn devices(
-    handle: Handle,
-    State(state): State<AppState>,
-    Query(query): Query<DevicesQuery>,
-) -> Result<Response, SessionError> {
+async fn devices(handle: Handle, State(state): State<AppState>) -> Result<Response, SessionError> {
     let Some(signed) = Signed::of(&handle, &state) else {
         return Ok(to_sign_in());
     };
-    // Fixed texts chosen by a code: the query string never puts words on the page.
-    let notice = match (query.done.as_deref(), query.n) {
-        (Some("others"), Some(1)) => Some("Signed out 1 other device.".to_owned()),
-        (Some("others"), Some(n)) => Some(format!("Signed out {n} other devices.")),
-        (Some("device"), _) => Some("Signed out that device.".to_owned()),
-        _ => None,
-    };
+    let notice = take_flash(&handle, &signed.session).await?;
     let page = devices_page(&handle, &signed, Message::notice(notice.as_deref())).await?;
     Ok(Html(page).into_response())
+}
+
+/// Leaves `notice` in the session for the page the redirect leads to (on a store that can
+/// update session data; elsewhere the page shows no notice).
+async fn set_flash(handle: &Handle, notice: String) -> Result<(), SessionError> {
+    if !handle.narvik().capabilities().update_session_data {
+        return Ok(());
+    }
+    handle
+        .update_data(|device| device.flash = Some(notice.clone()))
+        .await?;
+    Ok(())
+}
+
+/// The session's notice, removed from it so that it shows exactly once. A page without a
+/// notice writes nothing.
+async fn take_flash(
+    handle: &Handle,
+    session: &Session<Device>,
+) -> Result<Option<String>, SessionError> {
+    if session.data.flash.is_none() {
+        return Ok(None);
+    }
+    let mut taken = None;
+    // The closure runs again if another request changed the data meanwhile: the notice is
+    // the one the successful run took.
+    handle
+        .update_data(|device| taken = device.flash.take())
+        .await?;
+    Ok(taken)
 }
 
 /// A notice or an error above the device list.
@@ -353,7 +374,8 @@ async fn sign_out_device(
     Ok(if was_current {
         to_sign_in()
     } else {
-        Redirect::to("/devices?done=device").into_response()
+        set_flash(&handle, "Signed out that device.".to_owned()).await?;
+        Redirect::to("/devices").into_response()
     })
 }
 
@@ -386,7 +408,13 @@ async fn sign_out_others(
         return Ok(refused.respond(page));
     }
     let count = handle.sign_out_other_devices().await?;
-    Ok(Redirect::to(&format!("/devices?done=others&n={count}")).into_response())
+    let notice = if count == 1 {
+        "Signed out 1 other device.".to_owned()
+    } else {
+        format!("Signed out {count} other devices.")
+    };
+    set_flash(&handle, notice).await?;
+    Ok(Redirect::to("/devices").into_response())
 }
 
 async fn not_found() -> Response {

@@ -38,11 +38,23 @@ pub const DEFAULT_SIGN_IN_WAIT: std::time::Duration = std::time::Duration::from_
 /// Any error of the demo's set-up.
 pub type DemoError = Box<dyn std::error::Error + Send + Sync>;
 
-/// The demo's typed additional session data: what the "Your devices" page shows per session.
+/// The sliding lifetime of a session signed in with "Remember me" ticked (the others have the
+/// engine's, 30 days unless [`DemoBuilder::session_lifetime`] says otherwise).
+pub const REMEMBER_ME_LIFETIME: Duration = Duration::days(90);
+
+/// How often the demo purges expired sessions from a store that does not expire them itself.
+pub const PURGE_INTERVAL: std::time::Duration = std::time::Duration::from_secs(600);
+
+/// The demo's typed additional session data: what the "Your devices" page shows per session,
+/// and a one-shot notice for the next page.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Device {
     /// The browser's `User-Agent` at sign-in, cut to a sane length.
     pub user_agent: String,
+    /// A notice shown once, on the page a redirect leads to ("Signed out 1 other device.").
+    /// Absent in sessions stored before it existed, which read as no notice.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub flash: Option<String>,
 }
 
 const MAX_USER_AGENT: usize = 256;
@@ -57,7 +69,10 @@ impl Device {
             .chars()
             .take(MAX_USER_AGENT)
             .collect();
-        Self { user_agent }
+        Self {
+            user_agent,
+            flash: None,
+        }
     }
 
     /// "Chrome on Linux"-style summary for people.
@@ -324,9 +339,23 @@ impl Demo {
             ))
     }
 
+    /// Starts the engine's background purge (every [`PURGE_INTERVAL`]) on a store that can
+    /// purge: it frees expired records on stores that keep them until purged, and tidies the
+    /// per-user index and expiry queue on Redis, which expires the records themselves. `None`
+    /// for a store without `delete_all_expired_sessions`. The purge runs while the returned
+    /// task is kept.
+    pub fn spawn_purge_task(&self) -> Result<Option<narvik_core::PurgeTask>, DemoError> {
+        if !self.narvik.capabilities().delete_all_expired_sessions {
+            return Ok(None);
+        }
+        Ok(Some(self.narvik.spawn_purge_task(PURGE_INTERVAL)?))
+    }
+
     /// Serves the app on `listener` until the process ends, with each connection's peer
-    /// address for the throttle.
+    /// address for the throttle, and the purge of [`Demo::spawn_purge_task`] running
+    /// meanwhile.
     pub async fn serve(self, listener: tokio::net::TcpListener) -> std::io::Result<()> {
+        let _purge = self.spawn_purge_task().map_err(std::io::Error::other)?;
         axum::serve(
             listener,
             self.router()
@@ -364,6 +393,20 @@ mod tests {
             .ok()?
             .parse()
             .ok()
+    }
+
+    #[tokio::test]
+    async fn a_store_that_can_purge_gets_the_engine_purge() {
+        let demo = Demo::builder()
+            .argon2_params(super::Argon2Params::new(64, 1, 1, None).expect("valid"))
+            .origin(ORIGIN)
+            .build()
+            .expect("demo");
+        let purge = demo
+            .spawn_purge_task()
+            .expect("the memory store can purge")
+            .expect("the memory store purges");
+        assert!(purge.is_running());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -416,6 +459,7 @@ mod tests {
         let describe = |ua: &str| {
             Device {
                 user_agent: ua.to_owned(),
+                flash: None,
             }
             .describe()
         };

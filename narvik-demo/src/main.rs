@@ -4,7 +4,6 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use narvik_core::{Clock, SystemClock};
 use narvik_demo::store::{open_store, DEFAULT_STORE};
@@ -141,18 +140,15 @@ async fn run() -> Result<(), DemoError> {
     }
     println!("  (Ctrl-C to stop)");
 
-    let narvik = demo.narvik().clone();
-    tokio::spawn(async move {
-        let mut every = tokio::time::interval(Duration::from_secs(600));
-        loop {
-            every.tick().await;
-            match narvik.delete_all_expired_sessions().await {
-                Ok(count) if count > 0 => tracing::info!(count, "deleted expired sessions"),
-                Ok(_) | Err(narvik_core::Error::Unsupported { .. }) => {}
-                Err(error) => tracing::warn!(%error, "expired-session cleanup failed"),
-            }
-        }
-    });
+    // The engine's purge, on every store that can purge (kept running
+    // until the server stops).
+    let purge = demo.spawn_purge_task()?;
+    if purge.is_some() {
+        println!(
+            "  purge of expired sessions: every {} minutes",
+            narvik_demo::PURGE_INTERVAL.as_secs() / 60
+        );
+    }
 
     // With each connection's peer address: the sign-in throttle counts failures per client.
     let app = demo

@@ -111,6 +111,7 @@ pub fn sign_in(error: Option<&str>, username: &str, credentials: &[(&str, &str)]
          <input type=\"text\" id=\"username\" name=\"username\" value=\"{}\" autocomplete=\"username\" required>\
          <label for=\"password\">Password</label>\
          <input type=\"password\" id=\"password\" name=\"password\" autocomplete=\"current-password\" required>\
+         <p><label><input type=\"checkbox\" id=\"remember\" name=\"remember\"> Remember me for 90 days</label></p>\
          <p><button type=\"submit\" id=\"sign-in\">Sign in</button></p></form>",
         escape(username)
     );

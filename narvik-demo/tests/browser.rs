@@ -218,8 +218,28 @@ impl Browser {
         }
     }
 
-    /// Fills in and submits the sign-in form.
+    /// Fills in and submits the sign-in form ("Remember me" left unticked).
     async fn submit_sign_in(&self, username: &str, password: &str) {
+        self.fill_sign_in(username, password).await;
+        self.click("#sign-in").await;
+    }
+
+    /// Signs in with "Remember me" ticked.
+    async fn sign_in_remembered(&self, username: &str, password: &str) {
+        self.fill_sign_in(username, password).await;
+        // A checkbox, not a submit: a plain click that stays on the page.
+        self.client
+            .find(Locator::Id("remember"))
+            .await
+            .expect("the remember-me checkbox")
+            .click()
+            .await
+            .expect("click");
+        self.click("#sign-in").await;
+        self.wait_for_path("/").await;
+    }
+
+    async fn fill_sign_in(&self, username: &str, password: &str) {
         self.goto("/sign-in").await;
         self.wait_for_path("/sign-in").await;
         for (field, value) in [("username", username), ("password", password)] {
@@ -231,7 +251,6 @@ impl Browser {
                 .await
                 .expect("typing");
         }
-        self.click("#sign-in").await;
     }
 
     async fn sign_in(&self, username: &str, password: &str) {
@@ -518,6 +537,13 @@ async fn scenario(
     let rows = first.device_rows().await;
     assert_eq!(rows.len(), 1, "only this device is left");
     assert!(first.text().await.contains("Signed out 1 other device."));
+    // The notice rode in the session across the redirect, and shows exactly once.
+    first.goto("/devices").await;
+    assert_eq!(first.device_rows().await.len(), 1);
+    assert!(
+        !first.text().await.contains("Signed out 1 other device."),
+        "the notice is gone on the next page load"
+    );
 
     // The second's next page load is signed out, and its cookie is gone.
     second.goto("/devices").await;
@@ -579,5 +605,26 @@ async fn scenario(
     assert!(
         first.session_cookie().await.is_none(),
         "the expired session's cookie was cleared"
+    );
+
+    // Remember me: a 90-day session, on a cookie the browser keeps for 90 days (its expiry
+    // counts from the browser's own clock), outliving the default 30 days.
+    first.sign_in_remembered(username, password).await;
+    let remembered = first.cookie_expiry().await - OffsetDateTime::now_utc();
+    assert!(
+        (Duration::days(90) - Duration::minutes(5)..=Duration::days(90)).contains(&remembered),
+        "a 90-day cookie, not {remembered}"
+    );
+    clock.advance(Duration::days(60));
+    first.goto("/devices").await;
+    assert_eq!(
+        first.device_rows().await.len(),
+        1,
+        "still signed in on day 60"
+    );
+    assert_eq!(
+        first.current_expiry().await,
+        clock.now() + Duration::days(90),
+        "extended by its own 90 days"
     );
 }

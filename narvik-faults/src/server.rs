@@ -14,6 +14,10 @@ use nix::unistd::Pid;
 /// start-up on a loaded machine).
 const START_LIMIT: Duration = Duration::from_secs(60);
 
+/// How long every thread of a server may take to stop after SIGSTOP (a thread in an
+/// uninterruptible disk wait stops when the wait ends).
+const FREEZE_LIMIT: Duration = Duration::from_secs(10);
+
 type MakeCommand = Box<dyn Fn() -> Command + Send + Sync>;
 type ReadyCheck = Box<dyn Fn(u16) -> bool + Send + Sync>;
 
@@ -148,8 +152,24 @@ impl ServerProcess {
     }
 
     /// Freezes every process of the server (SIGSTOP): connections stay open and nothing answers.
+    ///
+    /// Returns only once every thread of every process is seen stopped. `kill` returns as soon
+    /// as the signal is queued, and the kernel wakes one thread of a process to take it: on a
+    /// loaded machine another thread, woken by a request that arrives meanwhile, can still
+    /// answer it (SecantusDB runs a thread per connection), and a test that sends its call right
+    /// after `freeze` would see it succeed.
     pub fn freeze(&self) {
-        self.signal(Signal::SIGSTOP);
+        let processes = self.processes();
+        Self::signal_all(&processes, Signal::SIGSTOP);
+        let started = Instant::now();
+        while !processes.iter().all(|&pid| is_stopped(pid)) {
+            assert!(
+                started.elapsed() < FREEZE_LIMIT,
+                "{} did not stop within {FREEZE_LIMIT:?} of SIGSTOP",
+                self.name
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
     }
 
     /// Lets a frozen server run again (SIGCONT).
@@ -184,12 +204,27 @@ impl ServerProcess {
     }
 }
 
+/// The state letter of `/proc/<path>/stat` ("R", "S", "T", "Z", ...), if it can be read.
+fn state_of(path: &str) -> Option<String> {
+    let stat = std::fs::read_to_string(format!("/proc/{path}/stat")).ok()?;
+    let end = stat.rfind(')')?;
+    stat[end + 1..].split_whitespace().next().map(str::to_owned)
+}
+
 /// Whether `pid` is still running (a zombie counts as gone: it holds no port or memory).
 fn is_alive(pid: i32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|stat| {
-        stat.rfind(')')
-            .and_then(|end| stat[end + 1..].split_whitespace().next())
-            .is_some_and(|state| state != "Z" && state != "X")
+    state_of(&pid.to_string()).is_some_and(|state| state != "Z" && state != "X")
+}
+
+/// Whether every thread of `pid` is stopped by a signal ("T"), or the process is gone (an
+/// exited process answers nothing either).
+fn is_stopped(pid: i32) -> bool {
+    let Ok(threads) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return true;
+    };
+    threads.flatten().all(|thread| {
+        let path = format!("{pid}/task/{}", thread.file_name().to_string_lossy());
+        state_of(&path).is_none_or(|state| matches!(state.as_str(), "T" | "Z" | "X"))
     })
 }
 

@@ -10,7 +10,13 @@
 //! | 16..20 | id length; the top bit set for a canonical id (kept as its 32 raw bytes), the next one for `null` data (kept as nothing) |
 //! | 20..24 | user id length inline; or the top bit set and 8 bytes of user-index handle |
 //! | 24..28 | the record's slot number in its shard |
-//! | 28.. | the id, the user id (or handle), then the data's compact JSON text |
+//! | 28..36 | the session's own lifetime in milliseconds, 0 for none (the engine's) |
+//! | 36..44 | `data_version` |
+//! | 44.. | the id, the user id (or handle), then the data's compact JSON text |
+//!
+//! The lifetime and the version take 16 bytes together (60 bytes of header and hex id): a
+//! lifetime is a positive number of milliseconds, so 0 is free to mean "none" without a flag,
+//! and full-width fields keep every read a plain load.
 
 use std::hash::BuildHasher;
 use std::num::NonZeroU64;
@@ -21,7 +27,7 @@ use crate::id::{encode_hex, Id};
 const FLAG: u32 = 1 << 31;
 /// Flags the id field of a record whose data is `null`.
 const NULL: u32 = 1 << 30;
-const HEADER: usize = 28;
+const HEADER: usize = 44;
 
 /// The longest user id a record holds inline; a longer one is kept once, in the user index,
 /// and the record holds an 8-byte handle to it.
@@ -47,6 +53,8 @@ impl Record {
         user: &str,
         expires_ms: i64,
         created_ms: i64,
+        lifetime_ms: u64,
+        data_version: u64,
         json: Option<&str>,
     ) -> Option<Self> {
         let id_bytes: &[u8] = match &id {
@@ -68,6 +76,8 @@ impl Record {
         bytes.extend_from_slice(&id_field.to_le_bytes());
         bytes.extend_from_slice(&user_field.to_le_bytes());
         bytes.extend_from_slice(&0u32.to_le_bytes());
+        bytes.extend_from_slice(&lifetime_ms.to_le_bytes());
+        bytes.extend_from_slice(&data_version.to_le_bytes());
         bytes.extend_from_slice(id_bytes);
         if inline {
             bytes.extend_from_slice(user.as_bytes());
@@ -99,6 +109,37 @@ impl Record {
 
     pub(crate) fn created_ms(&self) -> i64 {
         i64::from_le_bytes(self.field(8))
+    }
+
+    /// The session's own lifetime in milliseconds, 0 when it has none.
+    pub(crate) fn lifetime_ms(&self) -> u64 {
+        u64::from_le_bytes(self.field(28))
+    }
+
+    /// How many times the data has been replaced.
+    pub(crate) fn data_version(&self) -> u64 {
+        u64::from_le_bytes(self.field(36))
+    }
+
+    /// This record with its data replaced by `json` (`None` for `null`) and its version set
+    /// to `data_version`: everything else (id, user or handle, expiry, slot, lifetime) copied
+    /// as it is. A new allocation, since the data is the record's tail.
+    pub(crate) fn with_data(&self, json: Option<&str>, data_version: u64) -> Self {
+        let (at, len, _) = self.user_span();
+        let keep = self.0.get(..at + len).unwrap_or_default();
+        let text = json.unwrap_or_default();
+        let mut bytes = Vec::with_capacity(keep.len() + text.len());
+        bytes.extend_from_slice(keep);
+        bytes.extend_from_slice(text.as_bytes());
+        let id_field = u32::from_le_bytes(self.field(16)) & !NULL;
+        let id_field = id_field | if json.is_none() { NULL } else { 0 };
+        if let Some(field) = bytes.get_mut(16..20) {
+            field.copy_from_slice(&id_field.to_le_bytes());
+        }
+        if let Some(field) = bytes.get_mut(36..44) {
+            field.copy_from_slice(&data_version.to_le_bytes());
+        }
+        Self(bytes.into_boxed_slice())
     }
 
     /// The record's slot in its shard, which names it in the expiry and per-user indexes.
@@ -232,7 +273,11 @@ mod tests {
         ];
         for (id, user, json) in cases {
             let form = Id::of(id);
-            let mut record = Record::new(form, user, -1_234, i64::MAX, json).expect("fits");
+            let mut record =
+                Record::new(form, user, -1_234, i64::MAX, u64::MAX, u64::MAX - 1, json)
+                    .expect("fits");
+            assert_eq!(record.lifetime_ms(), u64::MAX);
+            assert_eq!(record.data_version(), u64::MAX - 1);
             assert_eq!(record.id_string(), id);
             assert!(record.has_id(&form));
             assert!(!record.has_id(&Id::of("other")));
@@ -254,6 +299,19 @@ mod tests {
             record.set_slot(u32::MAX);
             assert_eq!(record.slot(), u32::MAX);
             assert_eq!(record.json(), json, "the rest is untouched");
+            assert_eq!(record.lifetime_ms(), u64::MAX);
+            for new_json in [Some(r#"{"b":"longer than before, ü"}"#), None, Some("")] {
+                let replaced = record.with_data(new_json, 7);
+                assert_eq!(replaced.json(), new_json);
+                assert_eq!(replaced.data_version(), 7);
+                assert_eq!(replaced.id_string(), id);
+                assert!(replaced.has_id(&form));
+                assert_eq!(replaced.user(), record.user());
+                assert_eq!(replaced.expires_ms(), i64::MIN);
+                assert_eq!(replaced.created_ms(), i64::MAX);
+                assert_eq!(replaced.slot(), u32::MAX);
+                assert_eq!(replaced.lifetime_ms(), u64::MAX);
+            }
         }
     }
 
@@ -261,8 +319,8 @@ mod tests {
     fn a_hex_id_and_its_text_twin_never_match() {
         let hex_id = narvik_core::token::session_id_from_token("abc");
         let upper = hex_id.to_uppercase();
-        let hex = Record::new(Id::of(&hex_id), "u", 0, 0, None).expect("fits");
-        let text = Record::new(Id::of(&upper), "u", 0, 0, Some("1")).expect("fits");
+        let hex = Record::new(Id::of(&hex_id), "u", 0, 0, 0, 0, None).expect("fits");
+        let text = Record::new(Id::of(&upper), "u", 0, 0, 0, 0, Some("1")).expect("fits");
         assert!(!hex.has_id(&Id::of(&upper)));
         assert!(!text.has_id(&Id::of(&hex_id)));
         assert_eq!(text.id_string(), upper);

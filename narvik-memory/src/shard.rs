@@ -46,6 +46,13 @@ impl Shard {
         self.records.find(hash.get(), |record| record.has_id(id))
     }
 
+    /// The record with this id, to change in place (never its slot or its expiry: the
+    /// indexes name it by those).
+    pub(crate) fn find_mut(&mut self, id: &Id<'_>, hash: NonZeroU64) -> Option<&mut Record> {
+        self.records
+            .find_mut(hash.get(), |record| record.has_id(id))
+    }
+
     /// The record in `slot`.
     pub(crate) fn get(&self, slot: u32) -> Option<&Record> {
         let hash = self.slots.get(slot)?;

@@ -7,8 +7,10 @@ use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use async_trait::async_trait;
-use narvik_core::{Capabilities, Error, ExpiredFetch, Result, SessionRecord, SessionStore};
-use time::OffsetDateTime;
+use narvik_core::{
+    Capabilities, Error, ExpiredFetch, Result, SessionData, SessionRecord, SessionStore,
+};
+use time::{Duration, OffsetDateTime};
 
 use crate::id::Id;
 use crate::record::{hash_id, Record, User};
@@ -107,6 +109,22 @@ fn wall_millis() -> i64 {
     }
 }
 
+/// A session's own lifetime as the record keeps it: whole milliseconds, 0 for none. A
+/// lifetime of no positive millisecond (which the engine never makes) cannot be kept.
+fn lifetime_ms(lifetime: Option<Duration>) -> Result<u64> {
+    let Some(lifetime) = lifetime else {
+        return Ok(0);
+    };
+    u64::try_from(lifetime.whole_milliseconds())
+        .ok()
+        .filter(|ms| (1..=i64::MAX as u64).contains(ms))
+        .ok_or_else(|| {
+            Error::InvalidData(format!(
+                "narvik-memory keeps session lifetimes of 1 ms or more, not {lifetime}"
+            ))
+        })
+}
+
 /// A slot's key in the per-user index (and a user's handle in a record): the shard's number
 /// and the slot's.
 fn key(shard: usize, slot: u32) -> u64 {
@@ -118,7 +136,8 @@ fn split(key: u64) -> (usize, u32) {
 }
 
 impl MemoryStore {
-    /// What this store declares through [`SessionStore::capabilities`]: every optional call,
+    /// What this store declares through [`SessionStore::capabilities`]: every optional call
+    /// (the data update included),
     /// an exact purge count, records saved already expired kept (and counted by the next
     /// purge), and expired records hidden from `fetch_session` (judged by the wall clock)
     /// rather than returned.
@@ -218,6 +237,14 @@ impl MemoryStore {
             expires_at: time_of(record.expires_ms()),
             created_at: time_of(record.created_ms()),
             data: shard.data(record),
+            lifetime: match record.lifetime_ms() {
+                0 => None,
+                // Saved from a Duration's milliseconds, so it fits an i64.
+                ms => Some(Duration::milliseconds(
+                    i64::try_from(ms).unwrap_or(i64::MAX),
+                )),
+            },
+            data_version: record.data_version(),
         })
     }
 
@@ -236,6 +263,8 @@ impl MemoryStore {
             &record.user_id,
             millis(record.expires_at),
             millis(record.created_at),
+            lifetime_ms(record.lifetime)?,
+            record.data_version,
             (json != "null").then_some(&*json),
         )
         .ok_or_else(|| {
@@ -289,6 +318,32 @@ impl MemoryStore {
             return;
         }
         shard.set_expiry(slot, expires_ms);
+    }
+
+    /// Replaces the data of the record with this id, under its shard's write lock, if it is
+    /// still at `version` and live at `now_ms`: the compare and the write are one step for
+    /// every other caller. The record keeps its slot, expiry, lifetime and user (handle
+    /// included), so no index changes.
+    fn replace_data(
+        &self,
+        session_id: &str,
+        version: u64,
+        json: Option<&str>,
+        now_ms: i64,
+    ) -> bool {
+        let Some(next) = version.checked_add(1) else {
+            return false;
+        };
+        let (form, hash, index) = self.locate(session_id);
+        let mut shard = write(&self.shards[index].0);
+        let Some(record) = shard.find_mut(&form, hash) else {
+            return false;
+        };
+        if record.data_version() != version || record.expires_ms() <= now_ms {
+            return false;
+        }
+        *record = record.with_data(json, next);
+        true
     }
 
     /// Removes the record in `slot` of the write-locked shard `index` from every index.
@@ -478,7 +533,7 @@ impl MemoryStore {
 /// [`fetch_session`](SessionStore::fetch_session) never returns a record expired by the wall
 /// clock, and [`fetch_sessions_for_user`](SessionStore::fetch_sessions_for_user) never one
 /// expired at the `now` it is given; the record stays in memory until
-/// `delete_all_expired_sessions` (or the sweeper) or a delete removes it.
+/// `delete_all_expired_sessions` (or the engine's purge task) or a delete removes it.
 #[async_trait]
 impl SessionStore for MemoryStore {
     fn capabilities(&self) -> Capabilities {
@@ -524,5 +579,21 @@ impl SessionStore for MemoryStore {
 
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         Ok(self.purge_expired_at(now))
+    }
+
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        // The text is made before the lock, as at save.
+        let json = data.to_json_text()?;
+        Ok(self.replace_data(
+            &record.id,
+            record.data_version,
+            (json != "null").then_some(&*json),
+            millis(now),
+        ))
     }
 }

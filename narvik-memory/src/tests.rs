@@ -1,4 +1,4 @@
-//! The store's own internals: index consistency, expiry handling, the sweeper.
+//! The store's own internals: index consistency, expiry handling.
 //!
 //! The store has no clock: listing and purge get their `now` here explicitly, and only the
 //! tests of the two wall-clock decisions (fetch hiding, update refusal) use real, short
@@ -22,6 +22,8 @@ fn record(id: &str, user_id: &str, expires_at: OffsetDateTime) -> SessionRecord 
         expires_at,
         created_at: expires_at - Duration::days(30),
         data: json!({ "id": id, "nested": [1, 2, { "x": "ü" }] }).into(),
+        lifetime: None,
+        data_version: 0,
     }
 }
 
@@ -97,9 +99,11 @@ fn declares_every_call_hidden_expired_fetch_and_exact_counts() {
             fetch_sessions_for_user: true,
             delete_sessions_for_user: true,
             delete_all_expired_sessions: true,
+            update_session_data: true,
             expired_fetch: ExpiredFetch::Hidden,
             keeps_already_expired: true,
             expired_count: ExpiredCount::Exact,
+            pushes_invalidations: false,
         }
     );
 }
@@ -254,6 +258,189 @@ async fn update_moves_the_expiry_index_and_never_creates() {
     assert_eq!(store.purge_expired_at(wall_now()), 1);
     assert!(store.is_empty());
     store.assert_consistent();
+}
+
+#[tokio::test]
+async fn lifetime_and_data_version_round_trip() {
+    let store = MemoryStore::new();
+    let later = wall_now() + Duration::hours(1);
+    let cases = [
+        (None, 0),
+        (Some(Duration::milliseconds(1)), 1),
+        (Some(Duration::days(365 * 100)), u64::MAX / 2),
+        (Some(Duration::milliseconds(i64::MAX)), i64::MAX as u64),
+    ];
+    for (n, (lifetime, data_version)) in cases.into_iter().enumerate() {
+        let mut saved = record(&format!("r{n}"), "alice", later);
+        saved.lifetime = lifetime;
+        saved.data_version = data_version;
+        store.save_session(&saved).await.expect("save");
+        let fetched = store.fetch_session(&saved.id).await.expect("fetch");
+        assert_eq!(fetched, Some(saved));
+    }
+    for bad in [
+        Duration::ZERO,
+        Duration::milliseconds(-5),
+        Duration::microseconds(999),
+    ] {
+        let mut saved = record("bad", "alice", later);
+        saved.lifetime = Some(bad);
+        assert!(
+            matches!(store.save_session(&saved).await, Err(Error::InvalidData(_))),
+            "lifetime {bad} must be refused"
+        );
+    }
+    assert_eq!(store.fetch_session("bad").await.expect("fetch"), None);
+    store.assert_consistent();
+}
+
+#[tokio::test]
+async fn data_update_replaces_the_data_and_bumps_the_version_only() {
+    let store = MemoryStore::with_shards(1);
+    let now = wall_now();
+    let long_user = "ü".repeat(100);
+    let mut saved = record("a", &long_user, now + Duration::hours(1));
+    saved.lifetime = Some(Duration::days(30));
+    store.save_session(&saved).await.expect("save");
+    let new_data: SessionData = json!({ "cart": [1, 2, 3], "text": "a longer value ü" }).into();
+    assert!(store
+        .update_session_data(&saved, &new_data, now)
+        .await
+        .expect("update"));
+    let fetched = store
+        .fetch_session("a")
+        .await
+        .expect("fetch")
+        .expect("live");
+    let mut expected = saved.clone();
+    expected.data = new_data.clone();
+    expected.data_version = 1;
+    assert_eq!(fetched, expected);
+    // The same read version again: stale, nothing changes.
+    let other: SessionData = json!("other").into();
+    assert!(!store
+        .update_session_data(&saved, &other, now)
+        .await
+        .expect("stale"));
+    assert_eq!(
+        store.fetch_session("a").await.expect("fetch"),
+        Some(expected.clone())
+    );
+    // From the new version, to `null` data: succeeds again.
+    assert!(store
+        .update_session_data(&fetched, &SessionData::default(), now)
+        .await
+        .expect("update"));
+    let fetched = store
+        .fetch_session("a")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(fetched.data_version, 2);
+    assert_eq!(fetched.data.to_json_text().expect("json"), "null");
+    // Expiry, lifetime and the user index are untouched.
+    assert_eq!(fetched.expires_at, saved.expires_at);
+    assert_eq!(fetched.lifetime, saved.lifetime);
+    assert_eq!(
+        ids(&store
+            .fetch_sessions_for_user(&long_user, now)
+            .await
+            .expect("list")),
+        ["a"]
+    );
+    assert_eq!(store.purge_expired_at(now + Duration::minutes(59)), 0);
+    assert_eq!(store.purge_expired_at(now + Duration::hours(1)), 1);
+    store.assert_consistent();
+}
+
+#[tokio::test]
+async fn data_update_never_creates_nor_revives() {
+    let store = MemoryStore::new();
+    let now = wall_now();
+    let data: SessionData = json!({ "x": 1 }).into();
+    // Missing.
+    let ghost = record("ghost", "alice", now + Duration::hours(1));
+    assert!(!store
+        .update_session_data(&ghost, &data, now)
+        .await
+        .expect("missing"));
+    assert_eq!(store.len(), 0);
+    // Expired exactly at `now`, and past it; live one millisecond before.
+    let saved = record("a", "alice", now + Duration::minutes(1));
+    store.save_session(&saved).await.expect("save");
+    let at_expiry = saved.expires_at;
+    assert!(!store
+        .update_session_data(&saved, &data, at_expiry)
+        .await
+        .expect("expired at now"));
+    assert!(!store
+        .update_session_data(&saved, &data, at_expiry + Duration::hours(1))
+        .await
+        .expect("expired"));
+    let raw = store
+        .fetch_session("a")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(raw, saved, "a refused update changes nothing");
+    assert!(store
+        .update_session_data(&saved, &data, at_expiry - Duration::milliseconds(1))
+        .await
+        .expect("live"));
+    // Deleted.
+    store.delete_session("a").await.expect("delete");
+    let mut read = saved.clone();
+    read.data_version = 1;
+    assert!(!store
+        .update_session_data(&read, &data, now)
+        .await
+        .expect("deleted"));
+    assert!(store.is_empty());
+    // The last version cannot be bumped: refused, not wrapped.
+    let mut top = record("top", "alice", now + Duration::hours(1));
+    top.data_version = u64::MAX;
+    store.save_session(&top).await.expect("save");
+    assert!(!store
+        .update_session_data(&top, &data, now)
+        .await
+        .expect("top"));
+    store.assert_consistent();
+}
+
+#[tokio::test]
+async fn concurrent_data_updates_at_one_version_have_one_winner() {
+    let store = Arc::new(MemoryStore::new());
+    let now = wall_now();
+    let saved = record("a", "alice", now + Duration::hours(1));
+    store.save_session(&saved).await.expect("save");
+    let tasks: Vec<_> = (0..16)
+        .map(|n| {
+            let (store, saved) = (Arc::clone(&store), saved.clone());
+            tokio::spawn(async move {
+                let data: SessionData = json!({ "winner": n }).into();
+                store
+                    .update_session_data(&saved, &data, now)
+                    .await
+                    .expect("update")
+                    .then_some(n)
+            })
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for task in tasks {
+        winners.extend(task.await.expect("task"));
+    }
+    assert_eq!(winners.len(), 1, "winners: {winners:?}");
+    let fetched = store
+        .fetch_session("a")
+        .await
+        .expect("fetch")
+        .expect("live");
+    assert_eq!(fetched.data_version, 1);
+    assert_eq!(
+        fetched.data.to_value().expect("json").into_owned(),
+        json!({ "winner": winners[0] })
+    );
 }
 
 #[tokio::test]
@@ -825,103 +1012,4 @@ async fn freed_slots_are_reused_and_indexes_stay_exact() {
     );
     assert!(store.is_empty());
     store.assert_consistent();
-}
-
-#[cfg(feature = "sweeper")]
-mod sweeper {
-    use super::*;
-
-    use narvik_core::{Clock, ManualClock};
-
-    #[tokio::test(start_paused = true)]
-    async fn sweeper_purges_on_its_clock_and_period_and_stops_with_its_handle() {
-        let clock = Arc::new(ManualClock::starting_now());
-        let store = Arc::new(MemoryStore::new());
-        let now = clock.now();
-        store
-            .save_session(&record("short", "alice", now + Duration::seconds(5)))
-            .await
-            .expect("save");
-        store
-            .save_session(&record("long", "alice", now + Duration::days(1)))
-            .await
-            .expect("save");
-        let sweeper =
-            store.spawn_sweeper_with_clock(std::time::Duration::from_secs(60), clock.clone());
-        // Paused time: this sleep jumps the runtime's clock past the first tick at once (the
-        // wall clock does not move, so only the sweeper's own clock can expire "short").
-        tokio::time::sleep(std::time::Duration::from_secs(61)).await;
-        assert_eq!(store.len(), 2, "nothing has expired on the sweeper's clock");
-        clock.advance(Duration::seconds(10));
-        tokio::time::sleep(std::time::Duration::from_secs(60)).await;
-        assert_eq!(
-            store.len(),
-            1,
-            "the record expired on the sweeper's clock is purged"
-        );
-        assert!(store.fetch_session("long").await.expect("fetch").is_some());
-        store.assert_consistent();
-        sweeper.stop();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn a_sweeper_on_a_clock_behind_the_wall_keeps_what_that_clock_counts_live() {
-        let now = wall_now();
-        let clock = Arc::new(ManualClock::new(now - Duration::hours(1)));
-        let store = Arc::new(MemoryStore::new());
-        store
-            .save_session(&record("wall-expired", "alice", now - Duration::seconds(1)))
-            .await
-            .expect("save");
-        let sweeper = store.spawn_sweeper_with_clock(std::time::Duration::from_secs(1), clock);
-        tokio::time::sleep(std::time::Duration::from_secs(3)).await;
-        assert_eq!(store.len(), 1, "live on the deployment's clock: kept");
-        sweeper.stop();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn the_default_sweeper_purges_on_the_system_clock() {
-        let now = wall_now();
-        let store = Arc::new(MemoryStore::new());
-        store
-            .save_session(&record("expired", "alice", now - Duration::seconds(1)))
-            .await
-            .expect("save");
-        store
-            .save_session(&record("live", "alice", now + Duration::hours(1)))
-            .await
-            .expect("save");
-        let sweeper = store.spawn_sweeper(std::time::Duration::from_secs(1));
-        tokio::time::sleep(std::time::Duration::from_millis(1_500)).await;
-        assert_eq!(store.raw_entry("expired"), None);
-        assert!(store.raw_entry("live").is_some());
-        store.assert_consistent();
-        sweeper.stop();
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn sweeper_ends_when_the_store_is_dropped() {
-        let store = Arc::new(MemoryStore::new());
-        let sweeper = store.spawn_sweeper(std::time::Duration::from_millis(10));
-        drop(store);
-        for _ in 0..100 {
-            if sweeper.is_finished() {
-                return;
-            }
-            tokio::time::sleep(std::time::Duration::from_millis(10)).await;
-        }
-        panic!("the sweeper kept running after its store was dropped");
-    }
-
-    #[tokio::test(start_paused = true)]
-    async fn dropping_the_handle_stops_the_task() {
-        let store = Arc::new(MemoryStore::new());
-        let sweeper = store.spawn_sweeper(std::time::Duration::ZERO);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        drop(sweeper);
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-        // The task held only a weak reference and is aborted: we are the sole owner.
-        assert_eq!(Arc::strong_count(&store), 1);
-        assert_eq!(Arc::weak_count(&store), 0);
-    }
 }

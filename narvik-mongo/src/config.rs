@@ -24,6 +24,17 @@ pub const DEFAULT_CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 /// socket timeout, so without it a call on a frozen server hangs as long as the freeze lasts.
 pub const DEFAULT_CALL_TIMEOUT: Duration = Duration::from_secs(5);
 
+/// How long the change stream behind pushed invalidations may leave one `getMore` unanswered
+/// before the store counts the server as silent (frozen, or cut off without the connection
+/// closing) and reports the channel lost. The server answers a quiet stream every second
+/// ([`CHANGE_STREAM_MAX_AWAIT`]), so this is that second plus room for the round trip.
+pub const DEFAULT_CHANGE_STREAM_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// How long the server holds a change stream's `getMore` on a quiet collection before it
+/// answers with an empty batch (the `getMore`'s `maxTimeMS`): the rhythm in which the store
+/// learns that the server is still there.
+pub const CHANGE_STREAM_MAX_AWAIT: Duration = Duration::from_secs(1);
+
 /// How often the driver's monitor checks the server when no call asks it to
 /// (`heartbeatFrequencyMS`; the driver's own default is 10 s): the time within which an idle
 /// store notices a server that went away or came back, and reconnects.
@@ -62,6 +73,7 @@ pub struct MongoStoreConfig {
     pub(crate) server_selection_timeout: Option<Duration>,
     pub(crate) connect_timeout: Option<Duration>,
     pub(crate) call_timeout: Duration,
+    pub(crate) change_stream_timeout: Duration,
     pub(crate) write_concern: Option<WriteConcern>,
 }
 
@@ -73,6 +85,7 @@ impl Default for MongoStoreConfig {
             server_selection_timeout: None,
             connect_timeout: None,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            change_stream_timeout: DEFAULT_CHANGE_STREAM_TIMEOUT,
             write_concern: None,
         }
     }
@@ -117,6 +130,17 @@ impl MongoStoreConfig {
     /// server that is down reports the call deadline instead of the server selection bound.
     pub fn call_timeout(mut self, limit: Duration) -> Self {
         self.call_timeout = limit;
+        self
+    }
+
+    /// How long the change stream behind pushed invalidations may leave one `getMore`
+    /// unanswered before the channel counts as lost (default
+    /// [`DEFAULT_CHANGE_STREAM_TIMEOUT`]): the longest a frozen or cut-off server goes
+    /// unnoticed by the near caches. It must be more than [`CHANGE_STREAM_MAX_AWAIT`], the time
+    /// the server holds a `getMore` on a quiet collection. Raise it for a server that is often
+    /// slower than that to answer (every false loss flushes the caches).
+    pub fn change_stream_timeout(mut self, limit: Duration) -> Self {
+        self.change_stream_timeout = limit;
         self
     }
 
@@ -172,6 +196,13 @@ impl MongoStoreConfig {
                     "the MongoDB store's {name} must be more than zero"
                 )));
             }
+        }
+        if self.change_stream_timeout <= CHANGE_STREAM_MAX_AWAIT {
+            return Err(Error::InvalidConfiguration(format!(
+                "the MongoDB store's change_stream_timeout must be more than the {}s a quiet \
+                 change stream waits for its next event",
+                CHANGE_STREAM_MAX_AWAIT.as_secs()
+            )));
         }
         Ok(())
     }
@@ -233,6 +264,22 @@ mod tests {
         assert!(MongoStoreConfig::default()
             .database("app_1")
             .collection("web.sessions")
+            .validate()
+            .is_ok());
+    }
+
+    #[test]
+    fn a_change_stream_timeout_must_outlast_a_quiet_getmore() {
+        for limit in [Duration::ZERO, CHANGE_STREAM_MAX_AWAIT] {
+            assert!(matches!(
+                MongoStoreConfig::default()
+                    .change_stream_timeout(limit)
+                    .validate(),
+                Err(Error::InvalidConfiguration(_))
+            ));
+        }
+        assert!(MongoStoreConfig::default()
+            .change_stream_timeout(CHANGE_STREAM_MAX_AWAIT + Duration::from_millis(1))
             .validate()
             .is_ok());
     }

@@ -1,8 +1,13 @@
 //! The shape of a session document and the lossless JSON <-> BSON mapping of its data.
 //!
 //! ```text
-//! { _id: <session id>, userId: <string>, expiresAt: <date>, createdAt: <date>, data: <any> }
+//! { _id: <session id>, userId: <string>, expiresAt: <date>, createdAt: <date>, data: <any>,
+//!   lifetimeMs: <Int64, only when the session has a lifetime of its own>, dataVersion: <Int64> }
 //! ```
+//!
+//! `lifetimeMs` and `dataVersion` came with per-session lifetimes and data updates. Documents
+//! written before have neither and read as "no lifetime of its own" and version 0; a data
+//! update of such a document sets `dataVersion` (see `MongoStore::update_session_data`).
 //!
 //! The driver's own `serde_json::Value -> Bson` conversion is lossy for narvik's purpose: it
 //! turns integers above `i64::MAX` into doubles, and small integers into `Int32`. This module
@@ -26,7 +31,7 @@
 use mongodb::bson::{doc, Bson, DateTime, Decimal128, Document};
 use narvik_core::{Error, Result, SessionRecord};
 use serde_json::{Map, Number, Value};
-use time::OffsetDateTime;
+use time::{Duration, OffsetDateTime};
 
 /// Field names of the session document.
 pub(crate) mod field {
@@ -35,17 +40,103 @@ pub(crate) mod field {
     pub(crate) const EXPIRES_AT: &str = "expiresAt";
     pub(crate) const CREATED_AT: &str = "createdAt";
     pub(crate) const DATA: &str = "data";
+    /// The session's own lifetime in whole milliseconds; absent when it has none.
+    pub(crate) const LIFETIME_MS: &str = "lifetimeMs";
+    /// How many times the data was replaced; absent (= 0) in documents written before.
+    pub(crate) const DATA_VERSION: &str = "dataVersion";
 }
 
 /// The document stored for `record`.
 pub(crate) fn to_document(record: &SessionRecord) -> Result<Document> {
     let data = record.data.to_value()?;
-    Ok(doc! {
+    let mut document = fixed_fields(record)?;
+    document.insert(field::DATA, json_to_bson(&data)?);
+    document.insert(field::DATA_VERSION, version_to_bson(record.data_version)?);
+    Ok(document)
+}
+
+/// The fields of `record`'s document that a data update leaves as they are: all but `data`
+/// and `dataVersion`.
+pub(crate) fn fixed_fields(record: &SessionRecord) -> Result<Document> {
+    let mut document = doc! {
         field::ID: &record.id,
         field::USER_ID: &record.user_id,
         field::EXPIRES_AT: to_bson_date(record.expires_at),
         field::CREATED_AT: to_bson_date(record.created_at),
-        field::DATA: json_to_bson(&data)?,
+    };
+    if let Some(lifetime) = record.lifetime {
+        document.insert(field::LIFETIME_MS, lifetime_to_bson(lifetime)?);
+    }
+    Ok(document)
+}
+
+/// The largest document MongoDB stores: its `maxBsonObjectSize`, 16 MiB on every version, and
+/// the limit the driver checks a save against.
+pub(crate) const MAX_DOCUMENT_SIZE: usize = 16 * 1024 * 1024;
+
+/// [`Error::InvalidData`] unless the document that `$set` of the fields `set` leaves on a
+/// document of the fields `fixed` is within [`MAX_DOCUMENT_SIZE`]. The bytes are counted,
+/// never buffered.
+pub(crate) fn check_updated_size(fixed: &Document, set: &Document) -> Result<()> {
+    // A BSON document is a 4-byte length, its elements and a closing NUL; the two sets of
+    // fields are disjoint, so the updated document has the elements of both and one frame.
+    let size = serialized_size(fixed)?
+        .saturating_add(serialized_size(set)?)
+        .saturating_sub(5);
+    if size > MAX_DOCUMENT_SIZE {
+        return Err(Error::InvalidData(format!(
+            "the session document after this data update would be {size} bytes, beyond \
+             MongoDB's document limit of {MAX_DOCUMENT_SIZE} bytes"
+        )));
+    }
+    Ok(())
+}
+
+/// How many bytes `document` serialises to.
+fn serialized_size(document: &Document) -> Result<usize> {
+    let mut counter = ByteCounter(0);
+    document
+        .to_writer(&mut counter)
+        .map_err(|error| Error::InvalidData(format!("the document does not serialise: {error}")))?;
+    Ok(counter.0)
+}
+
+/// An `io::Write` that only counts what it is given.
+struct ByteCounter(usize);
+
+impl std::io::Write for ByteCounter {
+    fn write(&mut self, bytes: &[u8]) -> std::io::Result<usize> {
+        self.0 = self.0.saturating_add(bytes.len());
+        Ok(bytes.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+/// `lifetime` as the whole, positive number of milliseconds the document keeps; anything
+/// else (zero, negative, a fraction of a millisecond) could not come back exactly and is
+/// [`Error::InvalidData`].
+fn lifetime_to_bson(lifetime: Duration) -> Result<Bson> {
+    let millis = lifetime.whole_milliseconds();
+    match i64::try_from(millis) {
+        Ok(millis) if millis > 0 && Duration::milliseconds(millis) == lifetime => {
+            Ok(Bson::Int64(millis))
+        }
+        _ => Err(Error::InvalidData(format!(
+            "the session lifetime {lifetime} is not a positive whole number of milliseconds \
+             within i64"
+        ))),
+    }
+}
+
+/// `version` as the `Int64` the document keeps; above `i64::MAX` it cannot be stored.
+pub(crate) fn version_to_bson(version: u64) -> Result<Bson> {
+    i64::try_from(version).map(Bson::Int64).map_err(|_| {
+        Error::InvalidData(format!(
+            "the data version {version} is beyond i64::MAX, which BSON cannot hold"
+        ))
     })
 }
 
@@ -76,13 +167,48 @@ pub(crate) fn from_document(mut document: Document) -> Result<SessionRecord> {
         })?,
         None => return Err(corrupt_field(short, field::DATA, "present", None)),
     };
+    // Absent in documents written before these fields existed: no lifetime of its own.
+    let lifetime = match non_negative_integer(&mut document, short, field::LIFETIME_MS)? {
+        None => None,
+        Some(0) => {
+            return Err(Error::CorruptRecord {
+                reason: format!("session {short}: `{}` is 0", field::LIFETIME_MS),
+                source: None,
+            })
+        }
+        Some(millis) => Some(Duration::milliseconds(millis)),
+    };
+    // Absent likewise: version 0.
+    let data_version = non_negative_integer(&mut document, short, field::DATA_VERSION)?
+        .map_or(0, i64::unsigned_abs);
     Ok(SessionRecord {
         id,
         user_id,
         expires_at,
         created_at,
         data: data.into(),
+        lifetime,
+        data_version,
     })
+}
+
+/// The integer field `name`: `None` when absent, an `Int64` (or `Int32`, as other tools may
+/// write small numbers) that is not negative otherwise. Any other type (`null`, a double, a
+/// string) or a negative value is [`Error::CorruptRecord`].
+fn non_negative_integer(document: &mut Document, short: &str, name: &str) -> Result<Option<i64>> {
+    let value = match document.remove(name) {
+        None => return Ok(None),
+        Some(Bson::Int64(value)) => value,
+        Some(Bson::Int32(value)) => i64::from(value),
+        Some(other) => return Err(corrupt_field(short, name, "an integer", Some(&other))),
+    };
+    if value < 0 {
+        return Err(Error::CorruptRecord {
+            reason: format!("session {short}: `{name}` is negative ({value})"),
+            source: None,
+        });
+    }
+    Ok(Some(value))
 }
 
 /// A BSON date for `at`, truncated to the millisecond (BSON's precision).
@@ -321,6 +447,8 @@ mod tests {
             expires_at: time::macros::datetime!(2030-01-01 0:00 UTC),
             created_at: time::macros::datetime!(2029-01-01 0:00 UTC),
             data: json!({ "text": "p\0q\u{1}\r" }).into(),
+            lifetime: Some(time::Duration::days(30)),
+            data_version: 7,
         };
         let bytes = mongodb::bson::to_vec(&to_document(&record).expect("encodes")).expect("bytes");
         let document = Document::from_reader(bytes.as_slice()).expect("parses");
@@ -347,6 +475,8 @@ mod tests {
             expires_at: time::macros::datetime!(2030-01-01 0:00:00.123 UTC),
             created_at: time::macros::datetime!(1969-12-31 23:59:59.999 UTC),
             data: json!({"k": [1, 2.5]}).into(),
+            lifetime: Some(time::Duration::milliseconds(1_000)),
+            data_version: u64::try_from(i64::MAX).expect("fits"),
         };
         let document = to_document(&good).expect("encodes");
         assert_eq!(from_document(document.clone()).expect("decodes"), good);
@@ -356,12 +486,23 @@ mod tests {
             ("expiresAt", Bson::String("tomorrow".into())),
             ("createdAt", Bson::DateTime(DateTime::MAX)),
             ("data", Bson::ObjectId(mongodb::bson::oid::ObjectId::new())),
+            ("lifetimeMs", Bson::Null),
+            ("lifetimeMs", Bson::Double(1000.0)),
+            ("lifetimeMs", Bson::String("1000".into())),
+            ("lifetimeMs", Bson::Int64(-1)),
+            ("lifetimeMs", Bson::Int32(-5)),
+            ("lifetimeMs", Bson::Int64(0)),
+            ("dataVersion", Bson::Null),
+            ("dataVersion", Bson::Double(1.0)),
+            ("dataVersion", Bson::Int64(-1)),
+            ("dataVersion", Bson::Int32(i32::MIN)),
+            ("dataVersion", Bson::Boolean(true)),
         ] {
             let mut broken = document.clone();
-            broken.insert(name, value);
+            broken.insert(name, value.clone());
             assert!(
                 matches!(from_document(broken), Err(Error::CorruptRecord { .. })),
-                "{name}"
+                "{name}: {value:?}"
             );
         }
         let mut missing = document;
@@ -369,6 +510,122 @@ mod tests {
         assert!(matches!(
             from_document(missing),
             Err(Error::CorruptRecord { .. })
+        ));
+    }
+
+    fn record_with(lifetime: Option<time::Duration>, data_version: u64) -> SessionRecord {
+        SessionRecord {
+            id: "0123456789abcdef".into(),
+            user_id: "u".into(),
+            expires_at: time::macros::datetime!(2030-01-01 0:00 UTC),
+            created_at: time::macros::datetime!(2029-01-01 0:00 UTC),
+            data: json!({"a": 1}).into(),
+            lifetime,
+            data_version,
+        }
+    }
+
+    #[test]
+    fn lifetime_and_version_are_int64_and_an_absent_lifetime_is_no_field() {
+        let with = to_document(&record_with(Some(time::Duration::days(400)), 3)).expect("encodes");
+        assert_eq!(with.get("lifetimeMs"), Some(&Bson::Int64(400 * 86_400_000)));
+        assert_eq!(with.get("dataVersion"), Some(&Bson::Int64(3)));
+        let without = to_document(&record_with(None, 0)).expect("encodes");
+        assert_eq!(without.get("lifetimeMs"), None);
+        assert_eq!(without.get("dataVersion"), Some(&Bson::Int64(0)));
+        for record in [
+            record_with(Some(time::Duration::days(400)), 3),
+            record_with(None, 0),
+            record_with(Some(time::Duration::milliseconds(1)), 1),
+        ] {
+            let document = to_document(&record).expect("encodes");
+            assert_eq!(from_document(document).expect("decodes"), record);
+        }
+    }
+
+    #[test]
+    fn the_updated_size_is_the_size_of_the_whole_document() {
+        for record in [
+            record_with(None, 0),
+            record_with(Some(time::Duration::days(400)), 3),
+        ] {
+            for data in [
+                json!(null),
+                json!("x".repeat(1_000)),
+                json!({"a": [1, 2.5, "b"]}),
+            ] {
+                let updated = SessionRecord {
+                    data: data.clone().into(),
+                    data_version: record.data_version + 1,
+                    ..record.clone()
+                };
+                let whole = mongodb::bson::to_vec(&to_document(&updated).expect("encodes"))
+                    .expect("bytes")
+                    .len();
+                let fixed = fixed_fields(&record).expect("encodes");
+                let set = doc! {
+                    field::DATA: json_to_bson(&data).expect("encodes"),
+                    field::DATA_VERSION: version_to_bson(updated.data_version).expect("fits"),
+                };
+                assert_eq!(
+                    serialized_size(&fixed).expect("size") + serialized_size(&set).expect("size")
+                        - 5,
+                    whole
+                );
+                check_updated_size(&fixed, &set).expect("small enough");
+            }
+        }
+        let fixed = fixed_fields(&record_with(None, 0)).expect("encodes");
+        let overhead = serialized_size(&fixed).expect("size")
+            + serialized_size(&doc! { "data": "", "dataVersion": 1_i64 }).expect("size")
+            - 5;
+        // A string of `len` bytes adds exactly `len` bytes to the empty one.
+        let with = |len: usize| doc! { "data": "x".repeat(len), "dataVersion": 1_i64 };
+        check_updated_size(&fixed, &with(MAX_DOCUMENT_SIZE - overhead)).expect("at the limit");
+        match check_updated_size(&fixed, &with(MAX_DOCUMENT_SIZE - overhead + 1)) {
+            Err(Error::InvalidData(message)) => {
+                assert!(message.contains("16777217 bytes"), "{message}");
+                assert!(message.contains("16777216"), "{message}");
+            }
+            other => panic!("expected InvalidData, got {other:?}"),
+        }
+    }
+
+    #[test]
+    fn a_document_written_before_reads_as_no_lifetime_and_version_0() {
+        let mut old =
+            to_document(&record_with(Some(time::Duration::hours(2)), 5)).expect("encodes");
+        old.remove("lifetimeMs");
+        old.remove("dataVersion");
+        assert_eq!(from_document(old).expect("decodes"), record_with(None, 0));
+        // Int32 (what another tool may write for a small number) reads as the integer.
+        let mut small = to_document(&record_with(None, 0)).expect("encodes");
+        small.insert("lifetimeMs", Bson::Int32(1_500));
+        small.insert("dataVersion", Bson::Int32(2));
+        assert_eq!(
+            from_document(small).expect("decodes"),
+            record_with(Some(time::Duration::milliseconds(1_500)), 2)
+        );
+    }
+
+    #[test]
+    fn what_the_document_cannot_hold_exactly_is_invalid_data() {
+        for lifetime in [
+            time::Duration::ZERO,
+            time::Duration::seconds(-1),
+            time::Duration::microseconds(1_500),
+        ] {
+            assert!(
+                matches!(
+                    to_document(&record_with(Some(lifetime), 0)),
+                    Err(Error::InvalidData(_))
+                ),
+                "{lifetime}"
+            );
+        }
+        assert!(matches!(
+            to_document(&record_with(None, u64::MAX)),
+            Err(Error::InvalidData(_))
         ));
     }
 }

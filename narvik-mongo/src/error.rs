@@ -13,6 +13,11 @@ pub const STORE_NAME: &str = "narvik-mongo";
 /// The server's code for a unique index violation (`E11000 duplicate key error`).
 const DUPLICATE_KEY: i32 = 11000;
 
+/// The server's codes for a document over its 16 MiB limit: `BSONObjectTooLarge` (what an
+/// update whose result grew too large gets on current servers), and the "resulting document
+/// after update is larger than" and "document to upsert is larger than" codes of older ones.
+const DOCUMENT_TOO_LARGE: [i32; 3] = [10334, 17419, 17420];
+
 /// The driver's bounds, where the store knows them: it does for a client it built itself
 /// ([`MongoStore::connect`](crate::MongoStore::connect)), not for a client of the
 /// application's (the driver does not show a client's options), where a fault then reports
@@ -43,7 +48,8 @@ impl Call {
     /// Maps a driver error from this call.
     ///
     /// A duplicate key is recognised by its code, never by the message text. A document the
-    /// driver refuses to send (larger than the server's 16 MiB limit) is
+    /// driver refuses to send (larger than the server's 16 MiB limit), or one the server
+    /// refuses to store for its size (codes [`DOCUMENT_TOO_LARGE`]), is
     /// [`Error::InvalidData`]: retrying cannot help. Everything the driver reports about the
     /// connection or the server (refused, timed out, server selection, command failures) is
     /// [`Error::Unavailable`] with a [`StoreFault`] whose message is one short line and whose
@@ -52,6 +58,11 @@ impl Call {
     pub(crate) fn error(self, error: mongodb::error::Error) -> Error {
         if is_duplicate_key(&error) {
             return Error::DuplicateId;
+        }
+        if let Some(message) = too_large(&error) {
+            return Error::InvalidData(format!(
+                "the server refused a document beyond its size limit: {message}"
+            ));
         }
         match error.kind.as_ref() {
             ErrorKind::BsonDeserialization(_) => Error::corrupt(
@@ -170,6 +181,21 @@ fn is_duplicate_key(error: &mongodb::error::Error) -> bool {
     }
 }
 
+/// The server's message when `error` is its refusal of a document too large to store.
+fn too_large(error: &mongodb::error::Error) -> Option<&str> {
+    match error.kind.as_ref() {
+        ErrorKind::Write(WriteFailure::WriteError(write_error))
+            if DOCUMENT_TOO_LARGE.contains(&write_error.code) =>
+        {
+            Some(&write_error.message)
+        }
+        ErrorKind::Command(command_error) if DOCUMENT_TOO_LARGE.contains(&command_error.code) => {
+            Some(&command_error.message)
+        }
+        _ => None,
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -209,6 +235,40 @@ mod tests {
             error.to_string(),
             "the session store is unavailable: narvik-mongo save_session: network error: connection refused"
         );
+    }
+
+    #[test]
+    fn a_document_the_server_finds_too_large_is_invalid_data() {
+        use mongodb::bson::{doc, from_document};
+        use mongodb::error::{CommandError, WriteError};
+        let message = "Resulting document after update is larger than 16777216";
+        for code in DOCUMENT_TOO_LARGE {
+            let write: WriteError =
+                from_document(doc! { "code": code, "errmsg": message }).expect("a write error");
+            let command: CommandError = from_document(
+                doc! { "code": code, "codeName": "BSONObjectTooLarge", "errmsg": message },
+            )
+            .expect("a command error");
+            for error in [
+                mongodb::error::Error::from(ErrorKind::Write(WriteFailure::WriteError(write))),
+                mongodb::error::Error::from(ErrorKind::Command(command)),
+            ] {
+                match Call::start("update_session_data", DriverBounds::default()).error(error) {
+                    Error::InvalidData(reason) => assert!(reason.contains(message), "{reason}"),
+                    other => panic!("{code}: expected InvalidData, got {other:?}"),
+                }
+            }
+        }
+        // Another write error is still the server's trouble.
+        let other: WriteError =
+            from_document(doc! { "code": 121, "errmsg": "Document failed validation" })
+                .expect("a write error");
+        assert!(matches!(
+            Call::start("update_session_data", DriverBounds::default()).error(
+                mongodb::error::Error::from(ErrorKind::Write(WriteFailure::WriteError(other)))
+            ),
+            Error::Unavailable { .. }
+        ));
     }
 
     #[test]

@@ -1,24 +1,29 @@
 //! [`MongoStore`]: the [`SessionStore`] on a MongoDB collection.
 
 use std::future::Future;
+use std::sync::Arc;
 use std::time::Duration;
 
 use futures_util::TryStreamExt;
 use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, CollectionOptions};
 use mongodb::{Client, Collection, Database};
+use narvik_core::invalidation::InvalidationSubscription;
 use narvik_core::session::short_id;
 use narvik_core::{
-    deadline, Capabilities, Error, ExpiredCount, ExpiredFetch, Result, SessionRecord, SessionStore,
+    deadline, Capabilities, Error, ExpiredCount, ExpiredFetch, Result, SessionData, SessionRecord,
+    SessionStore,
 };
 use time::OffsetDateTime;
 
 use crate::config::{
-    effective_write_concern, MongoStoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_CONNECT_TIMEOUT,
-    DEFAULT_DATABASE, DEFAULT_HEARTBEAT_FREQUENCY, DEFAULT_SERVER_SELECTION_TIMEOUT,
+    effective_write_concern, MongoStoreConfig, DEFAULT_CALL_TIMEOUT, DEFAULT_CHANGE_STREAM_TIMEOUT,
+    DEFAULT_CONNECT_TIMEOUT, DEFAULT_DATABASE, DEFAULT_HEARTBEAT_FREQUENCY,
+    DEFAULT_SERVER_SELECTION_TIMEOUT,
 };
 use crate::document::{self, field};
 use crate::error::{Call, DriverBounds, STORE_NAME};
+use crate::invalidation::{Push, Target};
 
 /// Sessions in a MongoDB collection, one document per session.
 ///
@@ -33,11 +38,18 @@ use crate::error::{Call, DriverBounds, STORE_NAME};
 /// Every call is bounded (the per-call deadline, [`MongoStoreConfig::call_timeout`]) and
 /// writes wait for the journal (the write concern, [`MongoStoreConfig::write_concern`]),
 /// whichever way the store was built; see the crate's "Bounds and faults" section.
+///
+/// The store pushes invalidations to the engine's near cache through a change stream on its
+/// collection, opened on the first subscription and closed when the store (every clone of it)
+/// or the last subscription is dropped; see the crate's "Pushed invalidations" section.
 #[derive(Clone)]
 pub struct MongoStore {
     collection: Collection<Document>,
     call_timeout: Duration,
+    change_stream_timeout: Duration,
     bounds: DriverBounds,
+    /// Shared by the clones: one change stream for all of them.
+    push: Arc<Push>,
 }
 
 impl std::fmt::Debug for MongoStore {
@@ -45,6 +57,7 @@ impl std::fmt::Debug for MongoStore {
         f.debug_struct("MongoStore")
             .field("namespace", &self.collection.namespace())
             .field("call_timeout", &self.call_timeout)
+            .field("change_stream_timeout", &self.change_stream_timeout)
             .field("write_concern", &self.collection.write_concern())
             .finish_non_exhaustive()
     }
@@ -73,7 +86,9 @@ impl MongoStore {
         Self {
             collection,
             call_timeout: DEFAULT_CALL_TIMEOUT,
+            change_stream_timeout: DEFAULT_CHANGE_STREAM_TIMEOUT,
             bounds: DriverBounds::default(),
+            push: Arc::default(),
         }
     }
 
@@ -122,7 +137,9 @@ impl MongoStore {
         Ok(Self {
             collection,
             call_timeout: config.call_timeout,
+            change_stream_timeout: config.change_stream_timeout,
             bounds,
+            push: Arc::default(),
         })
     }
 
@@ -198,14 +215,23 @@ impl MongoStore {
     /// - `keeps_already_expired: true`: a record saved already expired is inserted like any
     ///   other (and then hidden), so expired deletion finds it unless the monitor came first;
     /// - `expired_count: AtMost`: the TTL monitor deletes expired documents on its own, and
-    ///   those are gone before `delete_all_expired_sessions` runs, so it cannot count them.
+    ///   those are gone before `delete_all_expired_sessions` runs, so it cannot count them;
+    /// - `update_session_data: true`: one conditional `updateOne` on id, version and expiry;
+    /// - `pushes_invalidations: true`: a change stream on the collection reports every delete,
+    ///   update and replacement, by any client, to
+    ///   [`subscribe_invalidations`](SessionStore::subscribe_invalidations). Change streams need
+    ///   a replica set (a single-node one will do) or a sharded cluster: on a standalone
+    ///   `mongod` the stream cannot open, the channel never turns healthy and a pushed near
+    ///   cache sends every validation to the store.
     pub const CAPABILITIES: Capabilities = Capabilities {
         fetch_sessions_for_user: true,
         delete_sessions_for_user: true,
         delete_all_expired_sessions: true,
+        update_session_data: true,
         expired_fetch: ExpiredFetch::Hidden,
         keeps_already_expired: true,
         expired_count: ExpiredCount::AtMost,
+        pushes_invalidations: true,
     };
 }
 
@@ -260,6 +286,18 @@ impl SessionStore for MongoStore {
     /// [`MongoStore::CAPABILITIES`].
     fn capabilities(&self) -> Capabilities {
         Self::CAPABILITIES
+    }
+
+    /// A subscription to the invalidations of this store's collection. The first call starts
+    /// the listener (one per store and its clones, on the calling Tokio runtime); it stops
+    /// once the store or the last subscription is dropped, and a later call starts it again.
+    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+        Some(self.push.subscribe(&Target {
+            collection: self.collection.clone(),
+            open_within: self.call_timeout,
+            answer_within: self.change_stream_timeout,
+            bounds: self.bounds,
+        }))
     }
 
     #[tracing::instrument(name = "narvik_mongo.save_session", skip_all, fields(session = short_id(&record.id)))]
@@ -377,6 +415,65 @@ impl SessionStore for MongoStore {
                 .await
                 .map_err(|error| call.error(error))?;
             Ok(result.deleted_count)
+        })
+        .await
+    }
+
+    /// One `updateOne` whose filter is the id, the user id, the version read (`dataVersion`,
+    /// or no such field for version 0: documents written before data updates have none) and
+    /// `expiresAt > now` (the engine's `now`), and whose `$set` writes the data and the next
+    /// version. The server evaluates the filter and applies the update atomically on the
+    /// document, so of two updates read at the same version one matches and the other finds
+    /// nothing; no upsert, so a missing or expired document stays as it is. Only `data` and
+    /// `dataVersion` are set: an extension's `$set` of `expiresAt` racing it keeps both effects.
+    ///
+    /// The document the update would leave is measured first, as the driver measures a save:
+    /// beyond MongoDB's 16 MiB limit the call is [`Error::InvalidData`] and nothing is sent
+    /// (the server's own refusal of a document that grew too large, for one with fields the
+    /// store does not write, is mapped to `InvalidData` too).
+    #[tracing::instrument(name = "narvik_mongo.update_session_data", skip_all, fields(session = short_id(&record.id)))]
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let value = data.to_value()?;
+        let data = document::json_to_bson(&value)?;
+        let Some(next) = record.data_version.checked_add(1) else {
+            // No stored version can be u64::MAX (the store keeps i64), so nothing matches.
+            return Ok(false);
+        };
+        let read_at = match document::version_to_bson(record.data_version) {
+            Ok(version) => version,
+            // Beyond i64::MAX: no stored document is at that version.
+            Err(_) => return Ok(false),
+        };
+        let set = doc! { field::DATA: data, field::DATA_VERSION: document::version_to_bson(next)? };
+        // The document as the update would leave it: the fields of the one read (its expiry may
+        // have moved since, but every date has the same size) with `set`.
+        document::check_updated_size(&document::fixed_fields(record)?, &set)?;
+        let version_filter = if record.data_version == 0 {
+            doc! { "$or": [
+                { field::DATA_VERSION: read_at },
+                { field::DATA_VERSION: { "$exists": false } },
+            ] }
+        } else {
+            doc! { field::DATA_VERSION: read_at }
+        };
+        let mut filter = live_at(
+            doc! { field::ID: &record.id, field::USER_ID: &record.user_id },
+            now,
+        );
+        filter.extend(version_filter);
+        let update = doc! { "$set": set };
+        self.bounded("update_session_data", |call| async move {
+            let result = self
+                .collection
+                .update_one(filter, update)
+                .await
+                .map_err(|error| call.error(error))?;
+            Ok(result.matched_count == 1)
         })
         .await
     }

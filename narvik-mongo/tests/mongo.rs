@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use narvik_conformance::harness::record_expiring_in;
 use narvik_core::deadline::{self, Bound};
+use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Error, SessionRecord, SessionStore};
 use narvik_mongo::mongodb::bson::{doc, Bson, DateTime as BsonDateTime, Document};
 use narvik_mongo::mongodb::options::{Acknowledgment, ClientOptions, WriteConcern};
@@ -495,7 +496,7 @@ async fn edge_values_keep_their_bits_and_bson_types() {
         .expect("fetch")
         .expect("stored");
     assert_eq!(fetched, saved);
-    let data = fetched.data.to_value().expect("JSON");
+    let data = fetched.data.to_value().expect("JSON").into_owned();
     for (index, expected) in integers.iter().enumerate() {
         assert_eq!(data["integers"][index].as_i64(), Some(*expected));
     }
@@ -627,6 +628,140 @@ async fn data_beyond_the_16_mib_document_limit_is_invalid_data() {
         other => panic!("expected InvalidData, got {other:?}"),
     }
     assert_eq!(store.fetch_session("huge").await.expect("fetch"), None);
+}
+
+/// A data update whose resulting document would pass the 16 MiB limit is `InvalidData`, as a
+/// save of it is, and the stored record is unchanged: data far beyond the limit (the update
+/// itself is larger than a document may be), data that fits in the update but not with the
+/// rest of the document, and (the server's refusal, mapped by its code) data that fits with
+/// the fields the store writes but not with a foreign field another program added.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_data_update_beyond_the_16_mib_document_limit_is_invalid_data() {
+    let store = common::fresh_store().await;
+    let saved = SessionRecord {
+        data: json!({ "small": true }).into(),
+        ..record("grows", "grace", time::Duration::hours(1))
+    };
+    store.save_session(&saved).await.expect("save");
+    const LIMIT: usize = 16 * 1024 * 1024;
+    // A top-level string of `len` bytes makes a `$set` of `len` + 37 bytes (frame, `data` and
+    // `dataVersion` elements) and a document of `len` + 108 bytes here (with `_id`, `userId`
+    // and the two dates): `LIMIT - 60` fits in the update but not in the document.
+    for len in [17 << 20, LIMIT - 60] {
+        let data = json!("x".repeat(len)).into();
+        match store
+            .update_session_data(&saved, &data, OffsetDateTime::now_utc())
+            .await
+        {
+            Err(Error::InvalidData(message)) => {
+                assert!(message.contains("16777216"), "{len}: {message}")
+            }
+            other => panic!("{len}: expected InvalidData, got {other:?}"),
+        }
+        assert_eq!(
+            store.fetch_session("grows").await.expect("fetch"),
+            Some(saved.clone()),
+            "{len}: the stored record changed"
+        );
+    }
+
+    // The store cannot see a field it does not write: the server refuses the grown document,
+    // and its code maps to InvalidData as well.
+    let foreign = record("foreign", "grace", time::Duration::hours(1));
+    store.save_session(&foreign).await.expect("save");
+    common::raw(&store)
+        .update_one(
+            doc! { "_id": "foreign" },
+            doc! { "$set": { "note": "z".repeat(4096) } },
+        )
+        .await
+        .expect("add a foreign field");
+    let fetched = store
+        .fetch_session("foreign")
+        .await
+        .expect("fetch")
+        .expect("stored");
+    assert_eq!(fetched, foreign, "a foreign field is ignored");
+    match store
+        .update_session_data(
+            &fetched,
+            &json!("x".repeat(LIMIT - 1024)).into(),
+            OffsetDateTime::now_utc(),
+        )
+        .await
+    {
+        Err(Error::InvalidData(message)) => assert!(
+            message.contains("server refused") && message.contains("16777216"),
+            "{message}"
+        ),
+        other => panic!("expected InvalidData from the server, got {other:?}"),
+    }
+    assert_eq!(
+        store.fetch_session("foreign").await.expect("fetch"),
+        Some(foreign)
+    );
+
+    // Data just inside the limit is stored, and the version moves on.
+    let fitting = json!("y".repeat(LIMIT - 1024));
+    assert!(store
+        .update_session_data(&saved, &fitting.clone().into(), OffsetDateTime::now_utc())
+        .await
+        .expect("an update that fits"));
+    let updated = store
+        .fetch_session("grows")
+        .await
+        .expect("fetch")
+        .expect("stored");
+    assert_eq!(updated.data_version, 1);
+    assert_eq!(updated.data.to_value().expect("JSON").into_owned(), fitting);
+}
+
+/// A document written before `lifetimeMs` and `dataVersion` existed (the old shape, inserted
+/// here with the raw driver) reads as no lifetime of its own and version 0, takes a data update
+/// at version 0 (which gives it `dataVersion: 1`), and is listed for its user throughout.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_document_of_the_old_shape_reads_updates_and_lists() {
+    let store = common::fresh_store().await;
+    // Whole milliseconds, as BSON dates hold them.
+    let now = truncate_to_millis(OffsetDateTime::now_utc());
+    let old = SessionRecord {
+        id: "old-shape".to_owned(),
+        user_id: "heidi".to_owned(),
+        expires_at: now + time::Duration::hours(2),
+        created_at: now - time::Duration::minutes(3),
+        data: json!({ "role": "admin", "n": 1 }).into(),
+        lifetime: None,
+        data_version: 0,
+    };
+    common::raw(&store)
+        .insert_one(doc! {
+            "_id": &old.id,
+            "userId": &old.user_id,
+            "expiresAt": bson_date(old.expires_at),
+            "createdAt": bson_date(old.created_at),
+            "data": { "role": "admin", "n": 1_i64 },
+        })
+        .await
+        .expect("insert an old document");
+
+    // The filter names the user too: a record of the same id for another user matches nothing.
+    let stranger = SessionRecord {
+        user_id: "mallory".to_owned(),
+        ..old.clone()
+    };
+    assert!(!store
+        .update_session_data(&stranger, &json!({}).into(), OffsetDateTime::now_utc())
+        .await
+        .expect("an update for another user"));
+
+    narvik_conformance::upgrade::assert_record_from_before_lifetimes_upgrades(&store, &old).await;
+    let stored = common::raw(&store)
+        .find_one(doc! { "_id": "old-shape" })
+        .await
+        .expect("raw find")
+        .expect("stored");
+    assert_eq!(stored.get("dataVersion"), Some(&Bson::Int64(1)));
+    assert_eq!(stored.get("lifetimeMs"), None, "no lifetime is written");
 }
 
 #[tokio::test(flavor = "multi_thread")]

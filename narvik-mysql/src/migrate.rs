@@ -16,11 +16,18 @@ use crate::config::MySqlConfig;
 use crate::error::{map_sqlx_error, STORE};
 
 /// Every migration, in version order. Append only: an applied migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "create sessions",
-    template: include_str!("../migrations/0001_create_sessions.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "create sessions",
+        template: include_str!("../migrations/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "session lifetime and data version",
+        template: include_str!("../migrations/0002_session_lifetime_and_data_version.sql"),
+    },
+];
 
 /// How long a migration waits for another instance's (seconds, `GET_LOCK`'s unit).
 const LOCK_WAIT_SECONDS: i64 = 60;

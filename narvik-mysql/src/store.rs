@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::mysql::{MySqlConnectOptions, MySqlConnection, MySqlPool, MySqlPoolOptions, MySqlRow};
-use sqlx::{AssertSqlSafe, Executor as _, Row, SqlSafeStr as _};
+use sqlx::{AssertSqlSafe, Executor as _, Row, SqlSafeStr as _, SqlStr};
 use time::OffsetDateTime;
 
 // The bounds and faults the docs name; the code reaches them through narvik-sqlx.
@@ -14,6 +14,9 @@ use narvik_core::deadline::{Bound, StoreFault};
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+use narvik_sqlx::columns::{
+    data_version_column, data_version_from_column, lifetime_column, lifetime_from_column,
+};
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::MySqlConfig;
@@ -58,6 +61,9 @@ struct Inner {
     pool: MySqlPool,
     config: MySqlConfig,
     sql: Statements,
+    /// `update_session_data`'s statement, which [`Statements`] (shared with the other SQL
+    /// stores) has no field for.
+    update_data: SqlStr,
     calls: Calls,
 }
 
@@ -71,14 +77,31 @@ impl std::fmt::Debug for MySqlStore {
     }
 }
 
+/// The columns every statement reads or writes, in the order the insert binds: the shared
+/// [`Statements::COLUMNS`] and this store's two of migration 2.
+const COLUMNS: &str = "id, user_id, expires_at, created_at, data, lifetime_ms, data_version";
+
+/// `update_session_data`'s SQL with the configured table name: one conditional statement, so
+/// the check (same version, still live by the engine's `now`) and the write are atomic on the
+/// server, and a missing or expired row is never created or revived. Only `data` and
+/// `data_version` change, so a concurrent expiry extension keeps its effect.
+fn update_data_statement(config: &MySqlConfig) -> SqlStr {
+    let table = config.qualified_table();
+    AssertSqlSafe(format!(
+        "UPDATE {table} SET data = ?, data_version = data_version + 1 \
+         WHERE id = ? AND data_version = ? AND expires_at > ?"
+    ))
+    .into_sql_str()
+}
+
 /// The SQL of every call with the configured table name.
 fn statements(config: &MySqlConfig) -> Statements {
     let table = config.qualified_table();
     let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-    let columns = Statements::COLUMNS;
+    let columns = COLUMNS;
     Statements {
         insert: sql(format!(
-            "INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?)"
+            "INSERT INTO {table} ({columns}) VALUES (?, ?, ?, ?, ?, ?, ?)"
         )),
         select: sql(format!("SELECT {columns} FROM {table} WHERE id = ?")),
         // `expires_at > ?` (the wall clock): an expired record, purged or not, is as good
@@ -189,6 +212,7 @@ impl MySqlStore {
 
     fn from_parts(pool: MySqlPool, config: MySqlConfig, timeouts: Timeouts) -> Self {
         let sql = statements(&config);
+        let update_data = update_data_statement(&config);
         // A statement cancelled mid-way leaves the connection in an unknown state: close it.
         let calls = Calls {
             store: STORE,
@@ -200,6 +224,7 @@ impl MySqlStore {
                 pool,
                 config,
                 sql,
+                update_data,
                 calls,
             }),
         }
@@ -262,8 +287,18 @@ impl MySqlStore {
 
     /// The SQL of each call as this store runs it, by call name: for `EXPLAIN`, for review by
     /// a DBA, and for the tests that prove the indexes are used.
-    pub fn statements(&self) -> [(&'static str, &str); 7] {
-        self.inner.sql.by_call()
+    pub fn statements(&self) -> [(&'static str, &str); 8] {
+        let [a, b, c, d, e, f, g] = self.inner.sql.by_call();
+        [
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            ("update_session_data", self.inner.update_data.as_str()),
+        ]
     }
 }
 
@@ -351,6 +386,8 @@ fn record_from_row(operation: &'static str, row: &MySqlRow) -> Result<SessionRec
         expires_at: row.try_get("expires_at").map_err(decode)?,
         created_at: row.try_get("created_at").map_err(decode)?,
         data: SessionData::from_json_text(row.try_get::<String, _>("data").map_err(decode)?),
+        lifetime: lifetime_from_column(row.try_get("lifetime_ms").map_err(decode)?)?,
+        data_version: data_version_from_column(row.try_get("data_version").map_err(decode)?)?,
     })
 }
 
@@ -393,6 +430,7 @@ fn comparison_now(now: OffsetDateTime) -> OffsetDateTime {
 #[async_trait]
 impl SessionStore for MySqlStore {
     fn capabilities(&self) -> Capabilities {
+        // ALL includes `update_session_data: true`.
         Capabilities::ALL
     }
 
@@ -412,13 +450,17 @@ impl SessionStore for MySqlStore {
         }
         let expires_at = datetime("expiry", record.expires_at)?;
         let created_at = datetime("creation time", record.created_at)?;
+        let lifetime_ms = lifetime_column(record.lifetime)?;
+        let data_version = data_version_column(record.data_version)?;
         let data = record.data.to_json_text()?;
         let insert = sqlx::query(self.inner.sql.insert.clone())
             .bind(record.id.as_bytes())
             .bind(record.user_id.as_bytes())
             .bind(expires_at)
             .bind(created_at)
-            .bind(data.as_ref());
+            .bind(data.as_ref())
+            .bind(lifetime_ms)
+            .bind(data_version);
         self.call("save_session", map_insert_error, async |connection| {
             insert.execute(connection).await
         })
@@ -555,5 +597,33 @@ impl SessionStore for MySqlStore {
         }
         tracing::Span::current().record("deleted", deleted);
         Ok(deleted)
+    }
+
+    #[tracing::instrument(name = "narvik_mysql.update_session_data", skip_all, fields(session = short_id(&record.id)))]
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        if !id_fits(&record.id) {
+            return Ok(false);
+        }
+        // A version no row can hold matches none: nothing to change.
+        let Ok(version) = i64::try_from(record.data_version) else {
+            return Ok(false);
+        };
+        let data = data.to_json_text()?;
+        let update = sqlx::query(self.inner.update_data.clone())
+            .bind(data.as_ref())
+            .bind(record.id.as_bytes())
+            .bind(version)
+            .bind(comparison_now(now));
+        let done = self
+            .call("update_session_data", map_sqlx_error, async |connection| {
+                update.execute(connection).await
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -42,13 +42,13 @@ async fn migrate_is_idempotent_and_safe_when_instances_start_at_once() {
             .expect("concurrent migrate");
     }
     stores[0].migrate().await.expect("a second migrate");
-    let applied: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
-        "SELECT COUNT(*) FROM `{table}_migrations`"
+    let applied: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM `{table}_migrations` ORDER BY version"
     )))
-    .fetch_one(&pool)
+    .fetch_all(&pool)
     .await
     .expect("bookkeeping");
-    assert_eq!(applied, 1, "migration 1 recorded once");
+    assert_eq!(applied, [1, 2], "each migration recorded once");
 }
 
 #[tokio::test(flavor = "multi_thread")]
@@ -90,7 +90,8 @@ async fn ids_compare_bytes_with_no_pad_space_and_no_collation() {
     .await
     .expect("columns")
     .iter()
-    .map(|row| (row.get(0), row.get(1)))
+    // MariaDB shows `bigint(20)`, MySQL 8 `bigint`.
+    .map(|row| (row.get(0), row.get::<String, _>(1).replace("bigint(20)", "bigint")))
     .collect();
     assert_eq!(
         types,
@@ -100,6 +101,8 @@ async fn ids_compare_bytes_with_no_pad_space_and_no_collation() {
             ("expires_at".to_owned(), "datetime(3)".to_owned()),
             ("created_at".to_owned(), "datetime(3)".to_owned()),
             ("data".to_owned(), "longtext".to_owned()),
+            ("lifetime_ms".to_owned(), "bigint".to_owned()),
+            ("data_version".to_owned(), "bigint".to_owned()),
         ]
     );
 }
@@ -300,4 +303,105 @@ async fn a_missing_table_is_unavailable_saying_run_migrate() {
         ),
         "{error}"
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_written_before_migration_2_reads_as_no_lifetime_and_version_0_and_updates() {
+    // The schema as narvik-mysql left it with only migration 1: its table, and its bookkeeping
+    // row with migration 1's checksum (SHA-256 of its template, as the store records it).
+    let table = common::fresh_table();
+    let pool = common::pool().await;
+    let template = include_str!("../migrations/0001_create_sessions.sql");
+    sqlx::raw_sql(AssertSqlSafe(
+        template.replace("{{table}}", &format!("`{table}`")),
+    ))
+    .execute(&pool)
+    .await
+    .expect("migration 1 by hand");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE `{table}_migrations` (
+            version     BIGINT       NOT NULL PRIMARY KEY,
+            description VARCHAR(255) NOT NULL,
+            checksum    VARBINARY(32) NOT NULL,
+            applied_at  DATETIME(3)  NOT NULL DEFAULT CURRENT_TIMESTAMP(3)
+        ) ENGINE = InnoDB DEFAULT CHARSET = utf8mb4"
+    )))
+    .execute(&pool)
+    .await
+    .expect("bookkeeping");
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO `{table}_migrations` (version, description, checksum) \
+         VALUES (1, 'create sessions', UNHEX(SHA2(?, 256)))"
+    )))
+    .bind(template)
+    .execute(&pool)
+    .await
+    .expect("record migration 1");
+    // A session written the old way: five columns.
+    let user = random_user_id("old-row");
+    let id = format!("{:064x}", 7);
+    let created_at = narvik_conformance::harness::now_ms();
+    let expires_at = created_at + time::Duration::hours(1);
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO `{table}` (id, user_id, expires_at, created_at, data) VALUES (?, ?, ?, ?, ?)"
+    )))
+    .bind(id.as_bytes())
+    .bind(user.as_bytes())
+    .bind(expires_at)
+    .bind(created_at)
+    .bind(r#"{"n":1}"#)
+    .execute(&pool)
+    .await
+    .expect("old row");
+
+    // The new store brings the table up to date and reads the old row.
+    let store = common::store_in(pool.clone(), &table).await;
+    let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM `{table}_migrations` ORDER BY version"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("versions");
+    assert_eq!(versions, [1, 2]);
+    let old = SessionRecord {
+        id,
+        user_id: user,
+        expires_at,
+        created_at,
+        data: json!({"n": 1}).into(),
+        lifetime: None,
+        data_version: 0,
+    };
+    narvik_conformance::upgrade::assert_record_from_before_lifetimes_upgrades(&store, &old).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn stored_lifetimes_and_versions_that_are_not_valid_are_corrupt_records() {
+    let store = common::fresh_store().await;
+    let table = store.config().table().as_str().to_owned();
+    for (n, (lifetime_ms, data_version)) in [(Some(0_i64), 0_i64), (Some(-5), 0), (None, -1)]
+        .into_iter()
+        .enumerate()
+    {
+        let saved = record(
+            &format!("{:064x}", 100 + n),
+            &random_user_id("corrupt"),
+            time::Duration::hours(1),
+        );
+        store.save_session(&saved).await.expect("save");
+        sqlx::query(AssertSqlSafe(format!(
+            "UPDATE `{table}` SET lifetime_ms = ?, data_version = ? WHERE id = ?"
+        )))
+        .bind(lifetime_ms)
+        .bind(data_version)
+        .bind(saved.id.as_bytes())
+        .execute(store.pool())
+        .await
+        .expect("corrupt the row");
+        let error = store
+            .fetch_session(&saved.id)
+            .await
+            .expect_err("a corrupt row");
+        assert!(matches!(error, Error::CorruptRecord { .. }), "{error:?}");
+    }
 }

@@ -1,6 +1,7 @@
 //! Where the store keeps its rows: schema and table names, validated once, quoted always.
 
 use narvik_core::Result;
+use sha2::{Digest, Sha256};
 
 /// The longest identifier Postgres keeps whole (`NAMEDATALEN - 1`); longer ones are silently
 /// truncated, which would make two configured tables collide.
@@ -111,6 +112,30 @@ impl PostgresConfig {
         format!("{}.{}", self.schema.quoted(), self.table.quoted())
     }
 
+    /// The `NOTIFY` channel on which migration 3's trigger announces changes to this table:
+    /// `narvik.<schema>.<table>` when that fits in an identifier (63 bytes), else `narvik#`
+    /// and 32 hex digits of a SHA-256 of both names. Two configured tables never share a
+    /// channel: names cannot hold `.`, so the readable form is unambiguous, and the hashed
+    /// form has no `.` after its prefix.
+    ///
+    /// ```
+    /// use narvik_postgres::PostgresConfig;
+    /// let config = PostgresConfig::new("auth", "sessions", 1000).expect("valid");
+    /// assert_eq!(config.invalidation_channel(), "narvik.auth.sessions");
+    /// ```
+    pub fn invalidation_channel(&self) -> String {
+        let readable = format!("narvik.{}.{}", self.schema, self.table);
+        if readable.len() <= MAX_IDENTIFIER_BYTES {
+            return readable;
+        }
+        let digest = Sha256::digest(format!("{}.{}", self.schema, self.table));
+        let hex: String = digest[..16]
+            .iter()
+            .map(|byte| format!("{byte:02x}"))
+            .collect();
+        format!("narvik#{hex}")
+    }
+
     /// `"schema"."<table><suffix>"`, for the migrations bookkeeping table.
     #[cfg_attr(not(feature = "migrate"), allow(dead_code))]
     pub(crate) fn qualified_with_suffix(&self, suffix: &str) -> String {
@@ -187,6 +212,38 @@ mod tests {
             63 + 2
         );
         assert!(PostgresConfig::new("s", &format!("{table_fits}t"), 1).is_err());
+    }
+
+    #[test]
+    fn every_table_has_a_channel_of_its_own_that_postgres_keeps_whole() {
+        let long_schema = "s".repeat(63);
+        let long_table = "t".repeat(63 - LONGEST_SUFFIX.len());
+        let configs = [
+            PostgresConfig::default(),
+            PostgresConfig::new("public", "Narvik_Sessions", 1).expect("valid"),
+            PostgresConfig::new("a", "b_c", 1).expect("valid"),
+            PostgresConfig::new("a_b", "c", 1).expect("valid"),
+            PostgresConfig::new(&long_schema, "t", 1).expect("valid"),
+            PostgresConfig::new(&long_schema, "u", 1).expect("valid"),
+            PostgresConfig::new("s", &long_table, 1).expect("valid"),
+            PostgresConfig::new(&long_schema, &long_table, 1).expect("valid"),
+        ];
+        let channels: Vec<String> = configs.iter().map(|c| c.invalidation_channel()).collect();
+        assert_eq!(channels[0], "narvik.public.narvik_sessions");
+        assert_eq!(channels[1], "narvik.public.Narvik_Sessions");
+        for (i, channel) in channels.iter().enumerate() {
+            assert!(channel.len() <= MAX_IDENTIFIER_BYTES, "{channel}");
+            assert!(
+                channel
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"_.#".contains(&b)),
+                "{channel} could not be spliced into the migration as a literal"
+            );
+            for other in &channels[i + 1..] {
+                assert_ne!(channel, other);
+            }
+        }
+        assert!(channels[4].starts_with("narvik#"), "{}", channels[4]);
     }
 
     #[test]

@@ -4,6 +4,7 @@
 
 pub mod config;
 mod error;
+mod invalidation;
 mod jsonb;
 #[cfg(feature = "migrate")]
 mod migrate;

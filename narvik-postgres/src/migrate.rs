@@ -16,11 +16,23 @@ use crate::config::PostgresConfig;
 use crate::error::{map_sqlx_error, STORE};
 
 /// Every migration, in version order. Append only: an applied migration is never edited.
-const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    description: "create sessions",
-    template: include_str!("../migrations/0001_create_sessions.sql"),
-}];
+const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        description: "create sessions",
+        template: include_str!("../migrations/0001_create_sessions.sql"),
+    },
+    Migration {
+        version: 2,
+        description: "session lifetime and data version",
+        template: include_str!("../migrations/0002_session_lifetime_and_data_version.sql"),
+    },
+    Migration {
+        version: 3,
+        description: "invalidation trigger",
+        template: include_str!("../migrations/0003_invalidation_trigger.sql"),
+    },
+];
 
 /// The suffix of the bookkeeping table's name.
 const BOOKKEEPING_SUFFIX: &str = "_migrations";
@@ -37,6 +49,16 @@ fn render(migration: &Migration, config: &PostgresConfig) -> String {
         .replace(
             "{{expires_at_index}}",
             &config.table().quoted_with_suffix("_expires_at_idx"),
+        )
+        .replace(
+            "{{invalidate_function}}",
+            &config.qualified_with_suffix(crate::invalidation::FUNCTION_SUFFIX),
+        )
+        // A literal without escaping: the channel is letters, digits and `_ . #` (checked in
+        // config's tests), never a quote.
+        .replace(
+            "{{channel}}",
+            &format!("'{}'", config.invalidation_channel()),
         )
 }
 
@@ -136,8 +158,26 @@ mod tests {
             let sql = render(migration, &config);
             assert!(!sql.contains("{{"), "placeholder left in {sql}");
             assert!(sql.contains("\"Auth\".\"Sessions\""));
-            assert!(sql.contains("\"Sessions_user_id_idx\""));
-            assert!(sql.contains("\"Sessions_expires_at_idx\""));
+            if migration.version == 1 {
+                assert!(sql.contains("\"Sessions_user_id_idx\""));
+                assert!(sql.contains("\"Sessions_expires_at_idx\""));
+            }
+            if migration.version == 3 {
+                assert!(sql.contains("\"Auth\".\"Sessions_invalidate\"()"));
+                assert!(sql.contains("pg_notify('narvik.Auth.Sessions', payload)"));
+            }
+        }
+    }
+
+    #[test]
+    fn the_trigger_migration_creates_the_triggers_the_listener_checks_for() {
+        let config = PostgresConfig::default();
+        let sql = render(&MIGRATIONS[2], &config);
+        for trigger in crate::invalidation::TRIGGERS {
+            assert!(
+                sql.contains(&format!("CREATE TRIGGER {trigger} AFTER")),
+                "{trigger} is not created"
+            );
         }
     }
 

@@ -5,19 +5,24 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use sqlx::postgres::{PgConnectOptions, PgConnection, PgPool, PgPoolOptions, PgRow};
-use sqlx::{AssertSqlSafe, Row};
+use sqlx::{AssertSqlSafe, Row, SqlStr};
 use time::OffsetDateTime;
 
 // The bounds and faults the docs name; the code reaches them through narvik-sqlx.
 #[cfg(doc)]
 use narvik_core::deadline::{Bound, StoreFault};
+use narvik_core::invalidation::InvalidationSubscription;
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
-use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
+use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+use narvik_sqlx::columns::{
+    data_version_column, data_version_from_column, lifetime_column, lifetime_from_column,
+};
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
+use crate::invalidation::{self, Listener};
 use crate::jsonb::JsonbParam;
 
 /// A narvik session store on PostgreSQL.
@@ -27,10 +32,21 @@ use crate::jsonb::JsonbParam;
 /// [`PostgresStore::connect`]; create the table with [`PostgresStore::migrate`] (feature
 /// `migrate`, on by default).
 ///
-/// **Capabilities:** [`Capabilities::ALL`]. Every optional call is implemented;
-/// [`fetch_session`](SessionStore::fetch_session) returns a record even after its expiry (the
-/// engine judges it and deletes it); a record saved already expired is kept until the purge;
-/// the purge reports exactly the rows it deleted.
+/// **Capabilities:** [`Capabilities::ALL`] with
+/// [`pushes_invalidations`](Capabilities::pushes_invalidations). Every optional call is
+/// implemented; [`fetch_session`](SessionStore::fetch_session) returns a record even after its
+/// expiry (the engine judges it and deletes it); a record saved already expired is kept until
+/// the purge; the purge reports exactly the rows it deleted.
+///
+/// **Pushed invalidations.** Migration 3's trigger `NOTIFY`s every delete, purge, `TRUNCATE`
+/// and update of a session (an extension of its expiry aside), whoever makes it, on the
+/// table's own channel ([`PostgresStore::invalidation_channel`]). The first
+/// [`subscribe_invalidations`](SessionStore::subscribe_invalidations) starts a listener task
+/// on a connection of its own (`application_name`
+/// [`PostgresStore::DEFAULT_LISTENER_APPLICATION_NAME`] unless the builder sets another),
+/// which checks the connection and the triggers every second and reconnects after a loss; it
+/// stops when the store or the last subscription is dropped. See the crate's README for what
+/// it costs.
 ///
 /// **Time.** The per-user listing and the purge filter on the `now` the engine hands down (so a
 /// [`ManualClock`](narvik_core::ManualClock) on the engine governs them); the store holds no
@@ -62,7 +78,11 @@ struct Inner {
     pool: PgPool,
     config: PostgresConfig,
     sql: Statements,
+    /// `update_session_data`: kept here, not in the shared [`Statements`], whose column list
+    /// the other SQL stores use as is.
+    update_data: SqlStr,
     calls: Calls,
+    listener: Listener,
 }
 
 impl std::fmt::Debug for PostgresStore {
@@ -75,14 +95,28 @@ impl std::fmt::Debug for PostgresStore {
     }
 }
 
+/// The columns this store reads and writes, in the order the insert binds: the shared
+/// [`Statements::COLUMNS`] plus migration 2's `lifetime_ms` and `data_version`.
+const COLUMNS: &str = "id, user_id, expires_at, created_at, data, lifetime_ms, data_version";
+
+/// The conditional data update: only the live record at the version the caller read.
+fn update_data_statement(config: &PostgresConfig) -> SqlStr {
+    let table = config.qualified_table();
+    AssertSqlSafe(format!(
+        "UPDATE {table} SET data = $2, data_version = data_version + 1 \
+         WHERE id = $1 AND data_version = $3 AND expires_at > $4"
+    ))
+    .into_sql_str()
+}
+
 /// The SQL of every call with the configured table name.
 fn statements(config: &PostgresConfig) -> Statements {
     let table = config.qualified_table();
     let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-    let columns = Statements::COLUMNS;
+    let columns = COLUMNS;
     Statements {
         insert: sql(format!(
-            "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5)"
+            "INSERT INTO {table} ({columns}) VALUES ($1, $2, $3, $4, $5, $6, $7)"
         )),
         select: sql(format!("SELECT {columns} FROM {table} WHERE id = $1")),
         // `expires_at > $3` (the wall clock): an expired record, purged or not, is as good
@@ -129,6 +163,11 @@ impl PostgresStore {
         acquire: Self::DEFAULT_ACQUIRE_TIMEOUT,
         call: Self::DEFAULT_CALL_TIMEOUT,
     };
+    /// The `application_name` of the invalidation listener's connection unless the builder
+    /// sets another ([`PostgresStoreBuilder::listener_application_name`]), for finding it in
+    /// `pg_stat_activity`.
+    pub const DEFAULT_LISTENER_APPLICATION_NAME: &'static str =
+        invalidation::DEFAULT_APPLICATION_NAME;
     /// The server-side `statement_timeout` that [`PostgresStore::connect_options`] sets: below
     /// the call deadline, so that a statement stuck on a lock ends on the server with a typed
     /// error (its connection stays usable), and one the store abandoned does not run on.
@@ -139,7 +178,13 @@ impl PostgresStore {
     /// timeout of a few seconds): the store bounds its own wait either way, but sqlx's pool
     /// waits between reconnection attempts for up to a fifth of its acquire timeout.
     pub fn new(pool: PgPool) -> Self {
-        Self::from_parts(pool, PostgresConfig::default(), Self::DEFAULT_TIMEOUTS)
+        Self::from_parts(
+            pool,
+            PostgresConfig::default(),
+            Self::DEFAULT_TIMEOUTS,
+            Self::DEFAULT_LISTENER_APPLICATION_NAME.to_owned(),
+            None,
+        )
     }
 
     /// A builder for a store on `pool` with a custom schema, table, purge batch or time
@@ -151,6 +196,8 @@ impl PostgresStore {
             table: PostgresConfig::DEFAULT_TABLE.to_owned(),
             purge_batch_size: PostgresConfig::DEFAULT_PURGE_BATCH_SIZE,
             timeouts: Self::DEFAULT_TIMEOUTS,
+            listener_application_name: Self::DEFAULT_LISTENER_APPLICATION_NAME.to_owned(),
+            listener_connect_options: None,
         }
     }
 
@@ -196,8 +243,22 @@ impl PostgresStore {
         Ok(Self::new(pool))
     }
 
-    fn from_parts(pool: PgPool, config: PostgresConfig, timeouts: Timeouts) -> Self {
+    fn from_parts(
+        pool: PgPool,
+        config: PostgresConfig,
+        timeouts: Timeouts,
+        listener_application_name: String,
+        listener_connect_options: Option<PgConnectOptions>,
+    ) -> Self {
         let sql = statements(&config);
+        // The listener connects under the same bound as a call's acquire.
+        let listener = Listener::new(
+            &config,
+            listener_application_name,
+            timeouts.acquire,
+            listener_connect_options,
+        );
+        let update_data = update_data_statement(&config);
         // A statement cancelled mid-way leaves the connection in an unknown state: close it.
         let calls = Calls {
             store: STORE,
@@ -209,7 +270,9 @@ impl PostgresStore {
                 pool,
                 config,
                 sql,
+                update_data,
                 calls,
+                listener,
             }),
         }
     }
@@ -269,10 +332,34 @@ impl PostgresStore {
         &self.inner.config
     }
 
-    /// The SQL of each call as this store runs it, by call name: for `EXPLAIN`, for review by
-    /// a DBA, and for the tests that prove the indexes are used.
-    pub fn statements(&self) -> [(&'static str, &str); 7] {
-        self.inner.sql.by_call()
+    /// The `NOTIFY` channel of this store's table (see
+    /// [`PostgresConfig::invalidation_channel`]): `LISTEN "<channel>"` in psql shows what the
+    /// trigger sends.
+    pub fn invalidation_channel(&self) -> &str {
+        self.inner.listener.channel()
+    }
+
+    /// The `application_name` of the invalidation listener's connection.
+    pub fn listener_application_name(&self) -> &str {
+        self.inner.listener.application_name()
+    }
+
+    /// The SQL of every statement this store runs for a [`SessionStore`] call, by call name:
+    /// all eight, `update_session_data` included (the DDL of [`PostgresStore::migrate`]
+    /// aside). For `EXPLAIN`, for review by a DBA, and for the tests that prove the indexes
+    /// are used.
+    pub fn statements(&self) -> [(&'static str, &str); 8] {
+        let [a, b, c, d, e, f, g] = self.inner.sql.by_call();
+        [
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            ("update_session_data", self.inner.update_data.as_str()),
+        ]
     }
 }
 
@@ -295,6 +382,8 @@ pub struct PostgresStoreBuilder {
     table: String,
     purge_batch_size: u32,
     timeouts: Timeouts,
+    listener_application_name: String,
+    listener_connect_options: Option<PgConnectOptions>,
 }
 
 impl PostgresStoreBuilder {
@@ -334,12 +423,40 @@ impl PostgresStoreBuilder {
         self
     }
 
+    /// The `application_name` of the invalidation listener's connection (default
+    /// [`PostgresStore::DEFAULT_LISTENER_APPLICATION_NAME`]), to tell instances or tables apart
+    /// in `pg_stat_activity`: 1 to 63 bytes of printable ASCII, since Postgres would truncate
+    /// or alter anything else.
+    pub fn listener_application_name(mut self, name: impl Into<String>) -> Self {
+        self.listener_application_name = name.into();
+        self
+    }
+
+    /// Where the invalidation listener connects (default: the pool's connect options). Needed
+    /// when the pool goes through a pooler in transaction or statement mode (PgBouncer's
+    /// `pool_mode = transaction`): `LISTEN` holds on to a server session, which such a pooler
+    /// hands to other clients between transactions, so notifications would go astray without
+    /// anyone noticing. Point the listener at the server itself, or at a session-mode pool.
+    /// Its `application_name` is still the builder's.
+    pub fn listener_connect_options(mut self, options: PgConnectOptions) -> Self {
+        self.listener_connect_options = Some(options);
+        self
+    }
+
     /// Validates the names and bounds and builds the store; a name that is not a plain
-    /// identifier, or a zero timeout, is [`narvik_core::Error::InvalidConfiguration`].
+    /// identifier, a listener application name Postgres would alter, or a zero timeout, is
+    /// [`narvik_core::Error::InvalidConfiguration`].
     pub fn build(self) -> Result<PostgresStore> {
         let config = PostgresConfig::new(&self.schema, &self.table, self.purge_batch_size)?;
         self.timeouts.check()?;
-        Ok(PostgresStore::from_parts(self.pool, config, self.timeouts))
+        invalidation::check_application_name(&self.listener_application_name)?;
+        Ok(PostgresStore::from_parts(
+            self.pool,
+            config,
+            self.timeouts,
+            self.listener_application_name,
+            self.listener_connect_options,
+        ))
     }
 }
 
@@ -354,6 +471,8 @@ fn record_from_row(operation: &'static str, row: &PgRow) -> Result<SessionRecord
             .try_get::<serde_json::Value, _>("data")
             .map_err(decode)?
             .into(),
+        lifetime: lifetime_from_column(row.try_get("lifetime_ms").map_err(decode)?)?,
+        data_version: data_version_from_column(row.try_get("data_version").map_err(decode)?)?,
     })
 }
 
@@ -374,7 +493,16 @@ fn wall_clock_now() -> OffsetDateTime {
 #[async_trait]
 impl SessionStore for PostgresStore {
     fn capabilities(&self) -> Capabilities {
-        Capabilities::ALL
+        Capabilities {
+            pushes_invalidations: true,
+            ..Capabilities::ALL
+        }
+    }
+
+    /// Starts the listener task on the first call (and again after it stopped for want of
+    /// subscribers); see the type's docs.
+    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+        Some(self.inner.listener.subscribe(&self.inner.pool))
     }
 
     #[tracing::instrument(name = "narvik_postgres.save_session", skip_all, fields(session = short_id(&record.id)))]
@@ -394,6 +522,8 @@ impl SessionStore for PostgresStore {
             ));
         }
         let data = JsonbParam::new(&record.data)?;
+        let lifetime_ms = lifetime_column(record.lifetime)?;
+        let data_version = data_version_column(record.data_version)?;
         // timestamptz keeps microseconds and rounds below; narvik promises milliseconds, so
         // truncate here rather than let the server round up into the next millisecond.
         let insert = sqlx::query(self.inner.sql.insert.clone())
@@ -401,7 +531,9 @@ impl SessionStore for PostgresStore {
             .bind(&record.user_id)
             .bind(truncate_to_millis(record.expires_at))
             .bind(truncate_to_millis(record.created_at))
-            .bind(data);
+            .bind(data)
+            .bind(lifetime_ms)
+            .bind(data_version);
         self.call("save_session", map_insert_error, async |connection| {
             insert.execute(connection).await
         })
@@ -536,5 +668,35 @@ impl SessionStore for PostgresStore {
         }
         tracing::Span::current().record("deleted", deleted);
         Ok(deleted)
+    }
+
+    #[tracing::instrument(name = "narvik_postgres.update_session_data", skip_all, fields(session = short_id(&record.id)))]
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        if has_nul(&record.id) {
+            return Ok(false);
+        }
+        let data = JsonbParam::new(data)?;
+        // A version beyond bigint matches no row: nothing to change.
+        let Ok(version) = i64::try_from(record.data_version) else {
+            return Ok(false);
+        };
+        // One conditional UPDATE: the compare (version and liveness) and the write are atomic
+        // on the server, so of two updates read at one version only one can match.
+        let update = sqlx::query(self.inner.update_data.clone())
+            .bind(&record.id)
+            .bind(data)
+            .bind(version)
+            .bind(truncate_to_millis(now));
+        let done = self
+            .call("update_session_data", map_sqlx_error, async |connection| {
+                update.execute(connection).await
+            })
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 }

@@ -19,6 +19,7 @@ use std::time::{Duration, Instant};
 
 use narvik_conformance::harness::{live_record, random_user_id};
 use narvik_core::deadline::{self, Bound};
+use narvik_core::invalidation::{Invalidation, InvalidationSubscription};
 use narvik_core::{Error, Result, SessionStore};
 use narvik_faults::{recover_within, scenarios, Bounds, ServerProcess};
 use narvik_postgres::sqlx::{self, Connection, PgConnection};
@@ -369,4 +370,174 @@ async fn a_call_in_flight_when_the_server_freezes_ends_at_the_call_deadline() {
         "fault figures: {STORE} call in flight at the freeze: time to recover {} ms",
         recovered.as_millis()
     );
+}
+
+/// A subscription of `store` once its channel is healthy (the listener connects in the
+/// background).
+async fn healthy_subscription(store: &PostgresStore) -> InvalidationSubscription {
+    let mut subscription = store
+        .subscribe_invalidations()
+        .expect("the store pushes invalidations");
+    expect_message(
+        &mut subscription,
+        Duration::from_secs(5),
+        "the first Subscribed",
+        |message| matches!(message, Invalidation::Subscribed { .. }),
+    )
+    .await;
+    subscription
+}
+
+/// Receives one message within `bound` and checks it; returns how long it took.
+async fn expect_message(
+    subscription: &mut InvalidationSubscription,
+    bound: Duration,
+    what: &str,
+    check: impl Fn(&Invalidation) -> bool,
+) -> Duration {
+    let started = Instant::now();
+    match tokio::time::timeout(bound, subscription.recv()).await {
+        Ok(message) if check(&message) => started.elapsed(),
+        Ok(message) => panic!("expected {what}, got {message:?}"),
+        Err(_) => panic!("{what} did not come within {bound:?}"),
+    }
+}
+
+/// A logout on `store` that `subscription` must hear of.
+async fn a_logout_is_heard(store: &PostgresStore, subscription: &mut InvalidationSubscription) {
+    let record = live_record(&random_user_id("heard"), json!({}));
+    store.save_session(&record).await.expect("save");
+    store.delete_session(&record.id).await.expect("delete");
+    let id = record.id.clone();
+    expect_message(
+        subscription,
+        Duration::from_secs(2),
+        "the logout",
+        |message| *message == Invalidation::Sessions(vec![id.clone()]),
+    )
+    .await;
+}
+
+/// A frozen server leaves the listener's socket open and silent: the heartbeat (a query after
+/// 1 s of silence, 1 s to answer) finds out, so every cache stops trusting the channel within
+/// about 2 s; after the resume the listener is back within the back-off cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_frozen_server_loses_the_channel_within_the_heartbeat_and_it_is_back_on_resume() {
+    let (instance, store) = instance_and_store("inv-freeze").await;
+    let mut subscription = healthy_subscription(&store).await;
+
+    instance.server.freeze();
+    let lost = expect_message(
+        &mut subscription,
+        // One heartbeat interval and one deadline, and room for a loaded machine.
+        Duration::from_secs(3),
+        "Lost while the server is frozen",
+        |message| *message == Invalidation::Lost,
+    )
+    .await;
+    assert!(!subscription.is_healthy());
+
+    instance.server.resume();
+    let back = expect_message(
+        &mut subscription,
+        Duration::from_secs(4),
+        "Subscribed after the resume",
+        |message| matches!(message, Invalidation::Subscribed { .. }),
+    )
+    .await;
+    a_logout_is_heard(&store, &mut subscription).await;
+    eprintln!(
+        "fault figures: {STORE} invalidation channel, frozen server: lost after {} ms, \
+         subscribed again {} ms after SIGCONT",
+        lost.as_millis(),
+        back.as_millis()
+    );
+}
+
+/// A killed server closes the listener's socket: the channel is lost at once, and back within
+/// the back-off cap (1 s) of the server accepting again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_killed_server_loses_the_channel_at_once_and_it_is_back_after_the_restart() {
+    let (mut instance, store) = instance_and_store("inv-kill").await;
+    let mut subscription = healthy_subscription(&store).await;
+
+    let killed = Instant::now();
+    instance.server.kill();
+    expect_message(
+        &mut subscription,
+        Duration::from_secs(1),
+        "Lost after the kill",
+        |message| *message == Invalidation::Lost,
+    )
+    .await;
+    let lost_after_kill = killed.elapsed();
+    assert!(!subscription.is_healthy());
+
+    let ready = instance.server.start_again();
+    expect_message(
+        &mut subscription,
+        Duration::from_secs(3),
+        "Subscribed after the restart",
+        |message| matches!(message, Invalidation::Subscribed { .. }),
+    )
+    .await;
+    let after_ready = ready.elapsed();
+    a_logout_is_heard(&store, &mut subscription).await;
+    eprintln!(
+        "fault figures: {STORE} invalidation channel, kill -9: lost within {} ms of the \
+         SIGKILL, subscribed again {} ms after the server was ready",
+        lost_after_kill.as_millis(),
+        after_ready.as_millis()
+    );
+}
+
+/// In a SQL_ASCII database anyone may NOTIFY the channel bytes that are not UTF-8. The server
+/// checks them on the way to the listener's UTF-8 connection and ends that connection (FATAL
+/// "invalid byte sequence"), so sqlx never sees them: the channel is lost (caches flush and
+/// bypass), the listener is back at once, and nothing worse happens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_payload_that_is_not_utf8_costs_a_resubscription_and_nothing_worse() {
+    let instance = Instance::start("inv-ascii");
+    let mut admin = PgConnection::connect(&instance.url)
+        .await
+        .expect("an admin connection");
+    sqlx::raw_sql(
+        "CREATE DATABASE ascii ENCODING 'SQL_ASCII' LC_COLLATE 'C' LC_CTYPE 'C' \
+         TEMPLATE template0",
+    )
+    .execute(&mut admin)
+    .await
+    .expect("a SQL_ASCII database");
+    let url = format!(
+        "{}/ascii",
+        instance
+            .url
+            .strip_suffix("/postgres")
+            .expect("the instance's URL names its database")
+    );
+    let store = store_as_the_readme_builds_it(&url)
+        .await
+        .expect("the store on the SQL_ASCII database");
+    let mut subscription = healthy_subscription(&store).await;
+    let mut tool = PgConnection::connect(&url).await.expect("another tool");
+    sqlx::query("SELECT pg_notify($1, E'\\xff\\xfe')")
+        .bind(store.invalidation_channel())
+        .execute(&mut tool)
+        .await
+        .expect("NOTIFY bytes that are not UTF-8");
+    expect_message(
+        &mut subscription,
+        Duration::from_secs(2),
+        "Lost (the server ends the listener's connection)",
+        |message| *message == Invalidation::Lost,
+    )
+    .await;
+    expect_message(
+        &mut subscription,
+        Duration::from_secs(2),
+        "Subscribed again",
+        |message| matches!(message, Invalidation::Subscribed { .. }),
+    )
+    .await;
+    a_logout_is_heard(&store, &mut subscription).await;
 }

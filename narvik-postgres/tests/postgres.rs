@@ -62,7 +62,7 @@ async fn migrate_is_idempotent_and_safe_when_instances_start_at_once() {
     .fetch_one(&pool)
     .await
     .expect("bookkeeping table");
-    assert_eq!(applied, 1, "migration 1 recorded exactly once");
+    assert_eq!(applied, 3, "migrations 1 to 3 recorded exactly once each");
     store
         .save_session(&record("a", "u", time::Duration::hours(1)))
         .await
@@ -793,11 +793,18 @@ async fn ids_and_their_indexes_compare_bytes_not_a_collation() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
-async fn the_declaration_is_all() {
+async fn the_declaration_is_all_and_pushed_invalidations() {
     // What the conformance suite checks this store against; each field is proved there and
-    // in the tests above (expired records returned and kept, exact purge count).
+    // in the tests above (expired records returned and kept, exact purge count), the pushed
+    // invalidations in tests/invalidation.rs.
     let store = common::fresh_store().await;
-    assert_eq!(store.capabilities(), Capabilities::ALL);
+    assert_eq!(
+        store.capabilities(),
+        Capabilities {
+            pushes_invalidations: true,
+            ..Capabilities::ALL
+        }
+    );
     let expired = record("expired", "u", -time::Duration::days(1));
     store.save_session(&expired).await.expect("save");
     assert_eq!(
@@ -1236,4 +1243,109 @@ async fn the_store_recovers_when_the_server_drops_its_connections_mid_run() {
             .expect("fetch after recovery")
             .is_some());
     }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn statements_lists_every_call_the_store_runs() {
+    let store = store_without_a_server();
+    let calls: Vec<&str> = store.statements().iter().map(|(call, _)| *call).collect();
+    assert_eq!(
+        calls,
+        [
+            "save_session",
+            "fetch_session",
+            "update_session_expiry",
+            "delete_session",
+            "fetch_sessions_for_user",
+            "delete_sessions_for_user",
+            "delete_all_expired_sessions",
+            "update_session_data",
+        ]
+    );
+    let update = statement(&store, "update_session_data");
+    assert!(
+        update.starts_with("UPDATE ") && update.contains("data_version = $3"),
+        "{update}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_from_before_migration_0002_reads_as_default_lifetime_and_version_0() {
+    // The schema as narvik-postgres left it with only migration 1: its table and indexes, and
+    // its bookkeeping row with migration 1's checksum (SHA-256 of its template, as the store
+    // records it).
+    let schema = common::fresh_schema();
+    let pool = common::pool_named(&schema).await;
+    let table = format!("\"{schema}\".\"narvik_sessions\"");
+    let template = include_str!("../migrations/0001_create_sessions.sql");
+    let migration_1 = template
+        .replace("{{table}}", &table)
+        .replace("{{user_id_index}}", "\"narvik_sessions_user_id_idx\"")
+        .replace("{{expires_at_index}}", "\"narvik_sessions_expires_at_idx\"");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE SCHEMA \"{schema}\"; {migration_1}"
+    )))
+    .execute(&pool)
+    .await
+    .expect("migration 1 by hand");
+    sqlx::raw_sql(AssertSqlSafe(format!(
+        "CREATE TABLE \"{schema}\".\"narvik_sessions_migrations\" (
+            version     bigint      PRIMARY KEY,
+            description text        NOT NULL,
+            checksum    bytea       NOT NULL,
+            applied_at  timestamptz NOT NULL DEFAULT now()
+        )"
+    )))
+    .execute(&pool)
+    .await
+    .expect("bookkeeping");
+    {
+        use sha2::Digest as _;
+        sqlx::query(AssertSqlSafe(format!(
+            "INSERT INTO \"{schema}\".\"narvik_sessions_migrations\" \
+             (version, description, checksum) VALUES (1, 'create sessions', $1)"
+        )))
+        .bind(sha2::Sha256::digest(template.as_bytes()).to_vec())
+        .execute(&pool)
+        .await
+        .expect("record migration 1");
+    }
+    // A session written the old way: the five columns of migration 1.
+    let user = narvik_conformance::harness::random_user_id("old-row");
+    let id = narvik_conformance::harness::random_session_id();
+    let created_at = narvik_conformance::harness::now_ms() - time::Duration::minutes(5);
+    let expires_at = created_at + time::Duration::hours(1);
+    let old_data = serde_json::json!({"n": 1, "cart": [1, 2.5, "x"], "who": {"name": "Åsa"}});
+    sqlx::query(AssertSqlSafe(format!(
+        "INSERT INTO {table} (id, user_id, expires_at, created_at, data) \
+         VALUES ($1, $2, $3, $4, $5::jsonb)"
+    )))
+    .bind(&id)
+    .bind(&user)
+    .bind(expires_at)
+    .bind(created_at)
+    .bind(old_data.to_string())
+    .execute(&pool)
+    .await
+    .expect("old row");
+
+    // The new store brings the schema up to date and reads the old row with nothing lost.
+    let store = common::store_in(pool.clone(), &schema).await;
+    let versions: Vec<i64> = sqlx::query_scalar(AssertSqlSafe(format!(
+        "SELECT version FROM \"{schema}\".\"narvik_sessions_migrations\" ORDER BY version"
+    )))
+    .fetch_all(&pool)
+    .await
+    .expect("versions");
+    assert_eq!(versions, [1, 2, 3], "migrations 2 and 3 were applied");
+    let old = SessionRecord {
+        id,
+        user_id: user,
+        expires_at,
+        created_at,
+        data: old_data.into(),
+        lifetime: None,
+        data_version: 0,
+    };
+    narvik_conformance::upgrade::assert_record_from_before_lifetimes_upgrades(&store, &old).await;
 }

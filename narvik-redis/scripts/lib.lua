@@ -3,9 +3,12 @@
 -- script names itself is a user index derived from the user id stored in a record
 -- (`index_of`), and only the single-node scripts for calls that get the session id alone do so.
 
--- Record layout (see src/record.rs): "n1", 16 hex expiry ms, 16 hex creation ms,
--- 8 hex user id length, user id, data JSON.
-local HEADER_LEN = 42
+-- Record layout (see src/record.rs). Every save writes "n2": "n2", 16 hex expiry ms, 16 hex
+-- creation ms, 8 hex user id length, 16 hex lifetime ms (0 = none), 16 hex data version, user
+-- id, data JSON. Records written before are "n1": the same first four fields, then user id and
+-- data JSON. Expiry and user id length sit at the same offsets in both.
+local HEADER_LEN_N1 = 42
+local HEADER_LEN = 74
 
 -- A number of milliseconds as Redis expects an integer argument. (Lua would write large
 -- numbers in exponent notation, which PEXPIREAT rejects.)
@@ -40,11 +43,21 @@ local function time_ms(field)
   return value
 end
 
--- The user id and the expiry (ms) stored in a record, or false when the key is missing or not
--- a narvik record.
-local function header(key)
+-- The header of a record: its length (by version), the user id length, the expiry (ms) and
+-- the header text (as long as the longer header allows), or false when the key is missing or
+-- not a narvik record.
+local function head_of(key)
   local head = redis.call('GETRANGE', key, 0, HEADER_LEN - 1)
-  if string.len(head) < HEADER_LEN or string.sub(head, 1, 2) ~= 'n1' then
+  local version = string.sub(head, 1, 2)
+  local len
+  if version == 'n2' then
+    len = HEADER_LEN
+  elseif version == 'n1' then
+    len = HEADER_LEN_N1
+  else
+    return false
+  end
+  if string.len(head) < len then
     return false
   end
   local length = hex_field(string.sub(head, 35, 42))
@@ -52,7 +65,17 @@ local function header(key)
   if not length or not expires then
     return false
   end
-  return redis.call('GETRANGE', key, HEADER_LEN, HEADER_LEN + length - 1), expires
+  return len, length, expires, head
+end
+
+-- The user id and the expiry (ms) stored in a record, or false when the key is missing or not
+-- a narvik record.
+local function header(key)
+  local len, length, expires = head_of(key)
+  if not len then
+    return false
+  end
+  return redis.call('GETRANGE', key, len, len + length - 1), expires
 end
 
 -- The user id stored in a record, or false (see `header`).

@@ -10,6 +10,7 @@ use redis::{
 
 use crate::connection::{Backend, Reconnecting};
 use crate::error::{name_fault, Failure, Limits};
+use crate::invalidation::{Invalidations, Source};
 use crate::keys::KeySpace;
 use crate::store::RedisStore;
 
@@ -42,6 +43,7 @@ pub struct RedisStoreBuilder {
     response_timeout: Option<Duration>,
     call_timeout: Duration,
     acquire_timeout: Duration,
+    listener_name: Option<String>,
 }
 
 impl Default for RedisStoreBuilder {
@@ -52,6 +54,7 @@ impl Default for RedisStoreBuilder {
             response_timeout: None,
             call_timeout: Duration::from_secs(5),
             acquire_timeout: Duration::from_secs(2),
+            listener_name: None,
         }
     }
 }
@@ -105,6 +108,40 @@ impl RedisStoreBuilder {
         self
     }
 
+    /// The name the invalidation listener's connections give themselves (`CLIENT SETNAME`), so
+    /// that `CLIENT LIST` shows them and an operator can find (or `CLIENT KILL ID`) them. By
+    /// default `narvik-invalidation-` and 16 random hex digits, chosen when the store is
+    /// built. Redis allows no spaces or control characters in a name: the store's build fails
+    /// with [`Error::InvalidConfiguration`] on such a name.
+    pub fn invalidation_listener_name(mut self, name: impl Into<String>) -> Self {
+        self.listener_name = Some(name.into());
+        self
+    }
+
+    /// The invalidation channel of a store built from `source`, with its listener's name.
+    fn invalidations(&self, source: Source, keys: &KeySpace) -> Result<Invalidations> {
+        let name = match &self.listener_name {
+            Some(name) => {
+                // What Redis's `CLIENT SETNAME` accepts: a refused name would leave the
+                // listener failing forever, so it is refused here instead.
+                if name.is_empty() || !name.bytes().all(|byte| (b'!'..=b'~').contains(&byte)) {
+                    return Err(Error::InvalidConfiguration(format!(
+                        "invalidation listener name {name:?}: Redis client names are printable \
+                         ASCII without spaces"
+                    )));
+                }
+                name.clone()
+            }
+            None => format!("narvik-invalidation-{:016x}", rand::random::<u64>()),
+        };
+        Ok(Invalidations::new(
+            source,
+            keys.record_prefix().to_owned(),
+            name,
+            self.connection_timeout,
+        ))
+    }
+
     fn limits(&self) -> Limits {
         Limits {
             connect: self.connection_timeout,
@@ -113,8 +150,19 @@ impl RedisStoreBuilder {
         }
     }
 
-    fn store(&self, backend: Backend, keys: KeySpace) -> RedisStore {
-        RedisStore::from_parts(backend, keys, self.call_timeout, self.limits())
+    fn store(
+        &self,
+        backend: Backend,
+        keys: KeySpace,
+        invalidations: Option<Invalidations>,
+    ) -> RedisStore {
+        RedisStore::from_parts(
+            backend,
+            keys,
+            self.call_timeout,
+            self.limits(),
+            invalidations,
+        )
     }
 
     /// A connection failure while building the store, as the `connect` operation's fault.
@@ -128,6 +176,10 @@ impl RedisStoreBuilder {
     /// the URL asks for, so that its driver hears at once when the server closes it; it is
     /// then re-established in the background, before the next call needs it. Fails with
     /// [`Error::Unavailable`] when the server cannot be reached within the connect timeout.
+    ///
+    /// The store pushes invalidations: its first `subscribe_invalidations` opens a listener
+    /// connection of its own to the same server, with the same credentials and TLS (see the
+    /// crate docs, "Invalidations for the near cache").
     pub async fn connect(self, url: impl IntoConnectionInfo) -> Result<RedisStore> {
         let keys = KeySpace::new(&self.prefix)?;
         let info = Self::connection_info(url)?;
@@ -137,22 +189,26 @@ impl RedisStoreBuilder {
             .set_protocol(ProtocolVersion::RESP3);
         let client = redis::Client::open(info.set_redis_settings(resp3))
             .map_err(|error| Error::InvalidConfiguration(error.to_string()))?;
+        let invalidations = self.invalidations(Source::Single(Box::new(client.clone())), &keys)?;
         let config = AsyncConnectionConfig::new()
             .set_connection_timeout(Some(self.connection_timeout))
             .set_response_timeout(self.response_timeout);
         let shared = Reconnecting::connect(client, config)
             .await
             .map_err(|error| self.connect_failure(error))?;
-        Ok(self.store(Backend::Multiplexed(shared), keys))
+        Ok(self.store(Backend::Multiplexed(shared), keys, Some(invalidations)))
     }
 
     /// Uses a deadpool-redis pool the application already has. Each operation checks out a
     /// connection (within the acquire timeout), and deadpool-redis sends a `PING` when it
     /// recycles one: an extra round trip per operation, which also finds connections the
     /// server closed. Prefer [`RedisStoreBuilder::connect`] for the session hot path.
+    ///
+    /// The store does not know the pool's URL, so it pushes no invalidations
+    /// (`pushes_invalidations` is `false`): no pushed near cache on it.
     pub fn from_pool(self, pool: deadpool_redis::Pool) -> Result<RedisStore> {
         let keys = KeySpace::new(&self.prefix)?;
-        Ok(self.store(Backend::Pool(pool, self.acquire_timeout), keys))
+        Ok(self.store(Backend::Pool(pool, self.acquire_timeout), keys, None))
     }
 
     /// Connects to a Redis Cluster through the redis crate's async cluster client, given some
@@ -160,6 +216,10 @@ impl RedisStoreBuilder {
     /// timeouts on every node connection, the whole initial connect within the connect
     /// timeout, every call within the call timeout. See the crate docs for what is atomic on a
     /// cluster.
+    ///
+    /// The store pushes invalidations: its first `subscribe_invalidations` opens a listener
+    /// connection to every primary (found through the given nodes), with their credentials and
+    /// TLS.
     #[cfg(feature = "cluster")]
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         self,
@@ -170,6 +230,18 @@ impl RedisStoreBuilder {
             .into_iter()
             .map(Self::connection_info)
             .collect::<Result<Vec<_>>>()?;
+        // The listener's connections speak RESP3, which pushes need, whatever the URLs ask.
+        let seeds = nodes
+            .iter()
+            .map(|node| {
+                let resp3 = node
+                    .redis_settings()
+                    .clone()
+                    .set_protocol(ProtocolVersion::RESP3);
+                node.clone().set_redis_settings(resp3)
+            })
+            .collect();
+        let invalidations = self.invalidations(Source::Cluster(seeds), &keys)?;
         let client = redis::cluster::ClusterClientBuilder::new(nodes)
             .connection_timeout(self.connection_timeout)
             .response_timeout(self.response_timeout.unwrap_or(self.call_timeout))
@@ -192,15 +264,16 @@ impl RedisStoreBuilder {
             Ok(Err(error)) => return Err(self.connect_failure(error)),
             Err(elapsed) => return Err(self.connect_failure(elapsed_error(elapsed))),
         };
-        Ok(self.store(Backend::Cluster(connection), keys))
+        Ok(self.store(Backend::Cluster(connection), keys, Some(invalidations)))
     }
 
     /// Uses a deadpool-redis cluster pool the application already has (a checkout per
-    /// operation within the acquire timeout, as [`RedisStoreBuilder::from_pool`]).
+    /// operation within the acquire timeout, as [`RedisStoreBuilder::from_pool`]), pushing no
+    /// invalidations (it does not know the pool's nodes).
     #[cfg(feature = "cluster")]
     pub fn from_cluster_pool(self, pool: deadpool_redis::cluster::Pool) -> Result<RedisStore> {
         let keys = KeySpace::new(&self.prefix)?;
-        Ok(self.store(Backend::ClusterPool(pool, self.acquire_timeout), keys))
+        Ok(self.store(Backend::ClusterPool(pool, self.acquire_timeout), keys, None))
     }
 
     fn connection_info(url: impl IntoConnectionInfo) -> Result<ConnectionInfo> {

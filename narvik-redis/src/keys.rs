@@ -43,6 +43,12 @@ impl KeySpace {
         &self.prefix
     }
 
+    /// `PREFIX:s:`: what comes before the session id in a record key (the prefix the
+    /// invalidation listener tracks).
+    pub(crate) fn record_prefix(&self) -> &str {
+        &self.record
+    }
+
     /// `PREFIX:s:SESSION_ID`: the record. Found by id alone, so it lives in the id's slot.
     pub(crate) fn record(&self, session_id: &str) -> String {
         let mut key = String::with_capacity(self.record.len() + session_id.len());
@@ -154,6 +160,7 @@ mod tests {
         assert_ne!(keys.index("a%"), keys.index("ab"));
         assert_eq!(keys.record("ab12"), "app:s:ab12");
         assert_eq!(keys.index_prefix(), "app:u:{");
+        assert_eq!(keys.record_prefix(), "app:s:");
         for (user, id) in [
             ("{x}:y", "id:1"),
             ("", "{}"),

@@ -5,6 +5,7 @@
 mod config;
 mod connection;
 mod error;
+mod invalidation;
 mod keys;
 mod record;
 mod scripts;

@@ -1,25 +1,43 @@
 //! The value stored under a session key.
 //!
-//! A fixed-width ASCII header followed by the user id and the data JSON:
+//! A fixed-width ASCII header followed by the user id and the data JSON. Every save writes
+//! version "n2":
+//!
+//! ```text
+//! "n2" | expires_at ms (16 hex) | created_at ms (16 hex) | user id length (8 hex)
+//!      | lifetime ms (16 hex, 0 = none) | data_version (16 hex) | user id | data JSON
+//! ```
+//!
+//! Records written before (version "n1") have no lifetime and version fields; they still
+//! decode, as `lifetime: None, data_version: 0`:
 //!
 //! ```text
 //! "n1" | expires_at ms (16 hex) | created_at ms (16 hex) | user id length (8 hex) | user id | data JSON
 //! ```
 //!
-//! One `GET` returns a whole record. The Lua scripts read the user id with `GETRANGE` and move
-//! the expiry with `SETRANGE` at a fixed offset, without touching (or parsing) the data.
+//! The expiry and the user id length sit at the same offsets in both, so only where the user
+//! id starts depends on the version. One `GET` returns a whole record. The Lua scripts read
+//! the user id with `GETRANGE` and move the expiry with `SETRANGE` at a fixed offset, without
+//! touching (or parsing) the data.
 
 use narvik_core::{Error, Result, SessionData, SessionRecord};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
-/// Bytes before the user id; the scripts (`scripts/lib.lua`) use the same constant.
-pub(crate) const HEADER_LEN: usize = 42;
-const VERSION: &[u8; 2] = b"n1";
+/// Bytes before the user id in an "n1" record; the scripts (`scripts/lib.lua`) use the same
+/// constant.
+pub(crate) const HEADER_LEN_N1: usize = 42;
+/// Bytes before the user id in an "n2" record (the one every save writes); the scripts use
+/// the same constant.
+pub(crate) const HEADER_LEN: usize = 74;
+const VERSION_N1: &[u8; 2] = b"n1";
+const VERSION: &[u8; 2] = b"n2";
 const EXPIRES: std::ops::Range<usize> = 2..18;
 const CREATED: std::ops::Range<usize> = 18..34;
 const USER_LEN: std::ops::Range<usize> = 34..42;
+const LIFETIME: std::ops::Range<usize> = 42..58;
+const DATA_VERSION: std::ops::Range<usize> = 58..74;
 
 /// The wall clock in milliseconds since the Unix epoch, read without calendar arithmetic. Only
 /// the required calls use it, for the decisions they make themselves (a record expired by the
@@ -54,6 +72,17 @@ pub(crate) fn encode(record: &SessionRecord) -> Result<Vec<u8>> {
     value.extend_from_slice(time_field(unix_ms(record.expires_at)).as_bytes());
     value.extend_from_slice(time_field(unix_ms(record.created_at)).as_bytes());
     value.extend_from_slice(format!("{user_len:08x}").as_bytes());
+    let lifetime_ms = match record.lifetime {
+        None => 0,
+        Some(lifetime) => u64::try_from(lifetime.whole_milliseconds())
+            .ok()
+            .filter(|ms| *ms > 0 && *ms <= i64::MAX as u64)
+            .ok_or_else(|| {
+                Error::InvalidData("session lifetime is not a positive millisecond count".into())
+            })?,
+    };
+    value.extend_from_slice(format!("{lifetime_ms:016x}").as_bytes());
+    value.extend_from_slice(format!("{:016x}", record.data_version).as_bytes());
     value.extend_from_slice(user);
     record.data.write_json(&mut value)?;
     Ok(value)
@@ -85,18 +114,42 @@ pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<Decoded> {
         ),
         source: None,
     };
-    if value.len() < HEADER_LEN || &value[..2] != VERSION {
+    let header_len = match value.get(..2) {
+        Some(version) if version == VERSION => HEADER_LEN,
+        Some(version) if version == VERSION_N1 => HEADER_LEN_N1,
+        _ => return Err(corrupt("not a narvik record")),
+    };
+    if value.len() < header_len {
         return Err(corrupt("not a narvik record"));
     }
+    let (lifetime, data_version) = if header_len == HEADER_LEN {
+        let lifetime_ms = hex_field(&value[LIFETIME]).ok_or_else(|| corrupt("bad lifetime"))?;
+        let lifetime = match lifetime_ms {
+            0 => None,
+            ms => Some(
+                i64::try_from(ms)
+                    .map(time::Duration::milliseconds)
+                    .map_err(|_| corrupt("lifetime out of range"))?,
+            ),
+        };
+        let data_version =
+            hex_field(&value[DATA_VERSION]).ok_or_else(|| corrupt("bad data version"))?;
+        if data_version > i64::MAX as u64 {
+            return Err(corrupt("data version out of range"));
+        }
+        (lifetime, data_version)
+    } else {
+        (None, 0)
+    };
     let expires_ms = hex_field(&value[EXPIRES]).ok_or_else(|| corrupt("bad expiry"))? as i64;
     let created_ms = hex_field(&value[CREATED]).ok_or_else(|| corrupt("bad creation time"))? as i64;
     let user_len = hex_field(&value[USER_LEN]).ok_or_else(|| corrupt("bad user id length"))?;
     let user_end = usize::try_from(user_len)
         .ok()
-        .and_then(|len| HEADER_LEN.checked_add(len))
+        .and_then(|len| header_len.checked_add(len))
         .filter(|end| *end <= value.len())
         .ok_or_else(|| corrupt("user id past the end"))?;
-    let user_id = std::str::from_utf8(&value[HEADER_LEN..user_end])
+    let user_id = std::str::from_utf8(&value[header_len..user_end])
         .map_err(|error| Error::corrupt("user id is not UTF-8", error))?
         .to_owned();
     let data = std::str::from_utf8(&value[user_end..])
@@ -108,6 +161,8 @@ pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<Decoded> {
         created_at: from_unix_ms(created_ms)
             .ok_or_else(|| corrupt("creation time out of range"))?,
         data: SessionData::from_json_text(data),
+        lifetime,
+        data_version,
     };
     Ok(Decoded { record, expires_ms })
 }
@@ -141,7 +196,49 @@ mod tests {
             expires_at: datetime!(2030-01-01 0:00:00.123 UTC),
             created_at: datetime!(1969-12-31 23:59:59.999 UTC),
             data: data.into(),
+            lifetime: Some(time::Duration::days(30)),
+            data_version: 7,
         }
+    }
+
+    /// The layout before lifetime and data version were stored.
+    fn encode_n1(record: &SessionRecord) -> Vec<u8> {
+        let mut value = b"n1".to_vec();
+        value.extend_from_slice(time_field(unix_ms(record.expires_at)).as_bytes());
+        value.extend_from_slice(time_field(unix_ms(record.created_at)).as_bytes());
+        value.extend_from_slice(format!("{:08x}", record.user_id.len()).as_bytes());
+        value.extend_from_slice(record.user_id.as_bytes());
+        record.data.write_json(&mut value).expect("writes");
+        value
+    }
+
+    #[test]
+    fn n1_records_decode_with_no_lifetime_and_version_zero() {
+        let original = record("alice", serde_json::json!({"a": 1}));
+        let decoded = decode("abc", &encode_n1(&original))
+            .expect("decodes")
+            .record;
+        assert_eq!(
+            decoded,
+            SessionRecord {
+                lifetime: None,
+                data_version: 0,
+                ..original
+            }
+        );
+        assert!(include_str!("../scripts/lib.lua").contains("local HEADER_LEN_N1 = 42"));
+    }
+
+    #[test]
+    fn lifetime_none_and_big_versions_round_trip() {
+        let mut original = record("bob", serde_json::Value::Null);
+        original.lifetime = None;
+        original.data_version = i64::MAX as u64;
+        let value = encode(&original).expect("encodes");
+        assert_eq!(&value[LIFETIME], b"0000000000000000");
+        assert_eq!(decode("abc", &value).expect("decodes").record, original);
+        original.lifetime = Some(time::Duration::ZERO);
+        assert!(matches!(encode(&original), Err(Error::InvalidData(_))));
     }
 
     #[test]
@@ -162,10 +259,11 @@ mod tests {
     #[test]
     fn header_offsets_match_the_scripts() {
         let value = encode(&record("alice", serde_json::Value::Null)).expect("encodes");
-        assert_eq!(&value[..2], b"n1");
+        assert_eq!(&value[..2], b"n2");
         assert_eq!(&value[USER_LEN], b"00000005");
+        assert_eq!(&value[DATA_VERSION], b"0000000000000007");
         assert_eq!(&value[HEADER_LEN..HEADER_LEN + 5], b"alice");
-        assert!(include_str!("../scripts/lib.lua").contains("local HEADER_LEN = 42"));
+        assert!(include_str!("../scripts/lib.lua").contains("local HEADER_LEN = 74"));
     }
 
     #[test]
@@ -177,6 +275,10 @@ mod tests {
         bad_digit[EXPIRES.start] = b'g';
         let mut not_utf8 = valid.clone();
         not_utf8.push(0xff);
+        let mut bad_version = valid.clone();
+        bad_version[DATA_VERSION.start] = b'8';
+        let mut bad_lifetime = valid.clone();
+        bad_lifetime[LIFETIME.start] = b'X';
         for value in [
             b"".to_vec(),
             b"n1zzzz".to_vec(),
@@ -184,6 +286,9 @@ mod tests {
             long_user,
             bad_digit,
             not_utf8,
+            bad_version,
+            bad_lifetime,
+            valid[..HEADER_LEN - 1].to_vec(),
         ] {
             assert!(matches!(
                 decode("abc", &value).map(|decoded| decoded.record),

@@ -50,6 +50,8 @@ pub(crate) struct Scripts {
     pub(crate) expire: Script,
     /// Cluster: the record step of expired deletion.
     pub(crate) expire_record: Script,
+    /// Single node and cluster (one key): the versioned data update.
+    pub(crate) update_data: Script,
 }
 
 pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
@@ -67,4 +69,5 @@ pub(crate) static SCRIPTS: LazyLock<Scripts> = LazyLock::new(|| Scripts {
     list: script!("list.lua"),
     expire: script!("expire.lua"),
     expire_record: script!("expire_record.lua"),
+    update_data: script!("update_data.lua"),
 });

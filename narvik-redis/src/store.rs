@@ -7,8 +7,9 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use narvik_core::deadline::{self, Bound};
+use narvik_core::invalidation::InvalidationSubscription;
 use narvik_core::session::short_id;
-use narvik_core::{Capabilities, Error, Result, SessionRecord, SessionStore};
+use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
 use redis::{RedisError, Value};
 use time::OffsetDateTime;
 use tracing::Instrument;
@@ -16,6 +17,7 @@ use tracing::Instrument;
 use crate::config::RedisStoreBuilder;
 use crate::connection::{Backend, Conn};
 use crate::error::{name_fault, Failure, Limits, STORE_NAME};
+use crate::invalidation::Invalidations;
 use crate::keys::{KeySpace, QueueEntry, QUEUE_GRACE_MS};
 use crate::record::{self, now_ms, time_field, unix_ms};
 use crate::scripts::SCRIPTS;
@@ -23,9 +25,10 @@ use crate::scripts::SCRIPTS;
 /// Ids per `MGET`, `DEL` or script call in the per-user and expiry calls.
 const BATCH: usize = 256;
 
-/// Commands a cluster purge keeps in flight at once on the shared connection.
+/// Commands a cluster purge keeps in flight at once on the shared connection (a whole batch:
+/// the multiplexed connection pipelines them).
 #[cfg(feature = "cluster")]
-const IN_FLIGHT: usize = 64;
+const IN_FLIGHT: usize = BATCH;
 
 /// Runs `futures` concurrently on the current task and returns their outputs in order (the
 /// crate has no `futures` dependency for its one use of this).
@@ -71,6 +74,8 @@ struct Inner {
     keys: KeySpace,
     call_timeout: Duration,
     limits: Limits,
+    /// `None` for a store built on an application's pool, whose URL it does not know.
+    invalidations: Option<Invalidations>,
 }
 
 impl std::fmt::Debug for RedisStore {
@@ -112,6 +117,7 @@ impl RedisStore {
         keys: KeySpace,
         call_timeout: Duration,
         limits: Limits,
+        invalidations: Option<Invalidations>,
     ) -> Self {
         Self {
             inner: Arc::new(Inner {
@@ -119,6 +125,7 @@ impl RedisStore {
                 keys,
                 call_timeout,
                 limits,
+                invalidations,
             }),
         }
     }
@@ -147,6 +154,13 @@ impl RedisStore {
     /// The prefix of every key of this store.
     pub fn prefix(&self) -> &str {
         self.inner.keys.prefix()
+    }
+
+    /// The name (`CLIENT SETNAME`) of the connections that listen for invalidations, as
+    /// `CLIENT LIST` shows them; `None` on a store built on an application's pool, which
+    /// pushes none. See [`RedisStoreBuilder::invalidation_listener_name`].
+    pub fn invalidation_listener_name(&self) -> Option<&str> {
+        self.inner.invalidations.as_ref().map(Invalidations::name)
     }
 
     fn cluster(&self) -> bool {
@@ -403,6 +417,37 @@ impl RedisStore {
             .await
             .map_err(unavailable)?;
         Ok(())
+    }
+
+    /// The versioned data update: one script on the record key alone, so the same call on a
+    /// single server and on a cluster. The script compares version, user and expiry and
+    /// writes the new value with `KEEPTTL` in one atomic step (see `scripts/update_data.lua`).
+    async fn update_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let next = record
+            .data_version
+            .checked_add(1)
+            .filter(|next| *next <= i64::MAX as u64)
+            .ok_or_else(|| Error::InvalidData("data version out of range".to_owned()))?;
+        let mut json = Vec::with_capacity(64);
+        data.write_json(&mut json)?;
+        let mut conn = self.inner.backend.get().await?;
+        let outcome: i64 = SCRIPTS
+            .update_data
+            .key(self.inner.keys.record(&record.id))
+            .arg(format!("{:016x}", record.data_version))
+            .arg(unix_ms(now))
+            .arg(&record.user_id)
+            .arg(format!("{next:016x}"))
+            .arg(json)
+            .invoke_async(&mut conn)
+            .await
+            .map_err(unavailable)?;
+        Ok(outcome == 1)
     }
 
     /// An extension knowing the session id alone: the user is read from the stored record.
@@ -687,6 +732,27 @@ impl RedisStore {
         Ok(deleted)
     }
 
+    /// Runs independent `commands` (each on its own slot) and returns their outputs in order:
+    /// on the shared cluster connection all at once, so a purge batch costs one round trip
+    /// per step instead of one per user index.
+    async fn run_independent(&self, conn: &mut Conn<'_>, commands: Vec<redis::Cmd>) -> Result<()> {
+        #[cfg(feature = "cluster")]
+        if let Some(handle) = conn.cluster_handle() {
+            let calls = commands.iter().map(|command| {
+                let mut connection = handle.clone();
+                async move { command.query_async::<Value>(&mut connection).await }
+            });
+            for outcome in join_all(calls).await {
+                outcome.map_err(unavailable)?;
+            }
+            return Ok(());
+        }
+        for command in &commands {
+            let _: Value = command.query_async(conn).await.map_err(unavailable)?;
+        }
+        Ok(())
+    }
+
     /// Cluster: the record step of expired deletion for each of `entries` (see
     /// `scripts/expire_record.lua`), in order.
     async fn expire_records(
@@ -791,27 +857,38 @@ impl RedisStore {
                     .await?;
             }
         }
-        for (index, (_, ids)) in &stale {
-            let _: i64 = redis::cmd("ZREM")
-                .arg(*index)
-                .arg(ids)
-                .query_async(conn)
-                .await
-                .map_err(unavailable)?;
-        }
+        let mut removals: Vec<redis::Cmd> = stale
+            .iter()
+            .map(|(index, (_, ids))| {
+                let mut removal = redis::cmd("ZREM");
+                removal.arg(*index).arg(ids);
+                removal
+            })
+            .collect();
         if !done.is_empty() {
-            let _: i64 = redis::cmd("ZREM")
-                .arg(bucket)
-                .arg(&done)
-                .query_async(conn)
-                .await
-                .map_err(unavailable)?;
+            let mut removal = redis::cmd("ZREM");
+            removal.arg(bucket).arg(&done);
+            removals.push(removal);
         }
+        self.run_independent(conn, removals).await?;
         // A save of one of those ids racing this purge may have landed in between: its index
-        // and queue entries come back.
-        for (index, (user_id, ids)) in &stale {
-            self.retrack_resaved(conn, index, user_id, ids, true)
-                .await?;
+        // and queue entries come back. One multi-slot EXISTS over the whole batch settles the
+        // common case (none did) in one round trip.
+        if stale.is_empty() {
+            return Ok(deleted);
+        }
+        let mut exists = redis::cmd("EXISTS");
+        for (_, ids) in stale.values() {
+            for id in ids {
+                exists.arg(self.inner.keys.record(id));
+            }
+        }
+        let back: i64 = exists.query_async(conn).await.map_err(unavailable)?;
+        if back > 0 {
+            for (index, (user_id, ids)) in &stale {
+                self.retrack_resaved(conn, index, user_id, ids, true)
+                    .await?;
+            }
         }
         Ok(deleted)
     }
@@ -821,9 +898,27 @@ impl RedisStore {
 impl SessionStore for RedisStore {
     /// [`Capabilities::TTL_NATIVE`]: every optional call; Redis expires records itself, so an
     /// expired record is hidden, one saved already expired is not kept, and the purge count is
-    /// an at-most one (records Redis removed first are not counted).
+    /// an at-most one (records Redis removed first are not counted). A store built with
+    /// [`connect`](RedisStoreBuilder::connect) or `connect_cluster` also pushes invalidations;
+    /// one on an application's pool does not (it does not know where to open its listener).
     fn capabilities(&self) -> Capabilities {
-        Capabilities::TTL_NATIVE
+        Capabilities {
+            pushes_invalidations: self.inner.invalidations.is_some(),
+            ..Capabilities::TTL_NATIVE
+        }
+    }
+
+    /// Starts the invalidation listener on the first call (again after its last subscriber
+    /// was dropped): a connection of its own to the server, or to every primary of a cluster,
+    /// tracking every write to a session record (`CLIENT TRACKING ON BCAST PREFIX P:s:`). The
+    /// listener holds nothing of the store: it ends at once when the store is dropped, and
+    /// within a quarter of a second once no subscription is left (while it cannot connect,
+    /// before its next attempt). `None` on a store built on an application's pool.
+    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+        self.inner
+            .invalidations
+            .as_ref()
+            .map(Invalidations::subscribe)
     }
 
     /// Insert-only (`Error::DuplicateId` on an existing id, nothing changed). A record whose
@@ -927,6 +1022,26 @@ impl SessionStore for RedisStore {
         self.bounded(
             "delete_all_expired_sessions",
             self.delete_expired(now).instrument(span),
+        )
+        .await
+    }
+
+    /// One script on the record key (cluster safe): replaces the data only if the stored
+    /// record is at `record.data_version`, still `record.user_id`'s and live at `now`, keeping
+    /// the key's TTL and the header's expiry, so a racing extension keeps its effect too.
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let span = tracing::debug_span!(
+            "narvik_redis.update_session_data",
+            session = short_id(&record.id)
+        );
+        self.bounded(
+            "update_session_data",
+            self.update_data(record, data, now).instrument(span),
         )
         .await
     }

@@ -4,15 +4,15 @@
 //!
 //! Run with `--nocapture` to read the `fault figures:` lines quoted in the README.
 
-use std::process::Command;
+mod common;
+
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use common::own_server::OwnRedis;
 use narvik_core::deadline::{self, Bound};
 use narvik_core::{Error, SessionStore};
-use narvik_faults::{
-    assert_unavailable_within, free_port, scenarios, Bounds, ServerProcess, SilentListener,
-};
+use narvik_faults::{assert_unavailable_within, scenarios, Bounds, SilentListener};
 use narvik_redis::redis::{self, AsyncCommands};
 use narvik_redis::{deadpool_redis, RedisStore, STORE_NAME};
 
@@ -26,63 +26,6 @@ const AOF_ALWAYS: &[&str] = &["--appendonly", "yes", "--appendfsync", "always"];
 async fn one_at_a_time() -> tokio::sync::MutexGuard<'static, ()> {
     static TURN: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
     TURN.lock().await
-}
-
-/// A `redis-server` of the test's own, stopped (and its directory removed) when dropped.
-struct OwnRedis {
-    server: ServerProcess,
-    _dir: tempfile::TempDir,
-}
-
-impl OwnRedis {
-    fn start(persistence: &'static [&'static str]) -> Self {
-        Self::start_with(persistence, &[])
-    }
-
-    fn start_with(persistence: &'static [&'static str], extra: &'static [&'static str]) -> Self {
-        Self::start_checked(persistence, extra, |port| {
-            std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
-        })
-    }
-
-    fn start_checked(
-        persistence: &'static [&'static str],
-        extra: &'static [&'static str],
-        ready: impl Fn(u16) -> bool + Send + Sync + 'static,
-    ) -> Self {
-        if Command::new("redis-server")
-            .arg("--version")
-            .output()
-            .is_err()
-        {
-            panic!(
-                "redis-server is not installed: the fault tests start Redis instances of their \
-                 own (scripts/servers/redis.sh installs it with apt-get)"
-            );
-        }
-        let dir = tempfile::tempdir().expect("a temporary directory");
-        let path = dir.path().to_owned();
-        let port = free_port();
-        let log = path.join("redis.log");
-        let command = move || {
-            let mut command = Command::new("redis-server");
-            command
-                .arg("--port")
-                .arg(port.to_string())
-                .args(["--bind", "127.0.0.1", "--save", ""])
-                .arg("--dir")
-                .arg(&path)
-                .args(persistence)
-                .args(extra);
-            command
-        };
-        let server = ServerProcess::start_with_check("redis-server", port, log, command, ready);
-        Self { server, _dir: dir }
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}", self.server.port())
-    }
 }
 
 /// The README's construction.
@@ -426,8 +369,11 @@ mod cluster {
         let assigned = Arc::new(std::sync::atomic::AtomicBool::new(false));
         let slots = Arc::clone(&assigned);
         let redis = OwnRedis::start_checked(
-            NO_PERSISTENCE,
-            &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
+            &[
+                NO_PERSISTENCE,
+                &["--cluster-enabled", "yes", "--cluster-node-timeout", "5000"],
+            ]
+            .concat(),
             move |port| {
                 if slots.load(std::sync::atomic::Ordering::SeqCst) {
                     cluster_ok(port)

@@ -9,7 +9,7 @@ use sqlx::sqlite::{
     SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
     SqliteRow, SqliteSynchronous,
 };
-use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _};
+use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _, SqlStr};
 use time::OffsetDateTime;
 
 // The bounds the docs name; the code reaches them through narvik-sqlx.
@@ -18,6 +18,9 @@ use narvik_core::deadline::Bound;
 use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
+use narvik_sqlx::columns::{
+    data_version_column, data_version_from_column, lifetime_column, lifetime_from_column,
+};
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::SqliteConfig;
@@ -68,6 +71,8 @@ struct Inner {
     writer: SqlitePool,
     config: SqliteConfig,
     sql: Statements,
+    /// `update_session_data`'s statement ([`Statements`] is shared with stores without it).
+    update_data: SqlStr,
     calls: Calls,
     /// For a database in memory: one connection that is never used, only held. A shared-cache
     /// in-memory database lives as long as one connection to it is open; this one keeps it
@@ -86,14 +91,28 @@ impl std::fmt::Debug for SqliteStore {
     }
 }
 
+/// The columns of a record: the shared five, then migration 2's.
+const COLUMNS: &str = "id, user_id, expires_at, created_at, data, lifetime_ms, data_version";
+
+/// `update_session_data`'s SQL: one conditional statement, so the compare of the version and
+/// the expiry and the write are one atomic step.
+fn update_data_statement(config: &SqliteConfig) -> SqlStr {
+    let table = config.table().quoted();
+    AssertSqlSafe(format!(
+        "UPDATE {table} SET data = ?1, data_version = data_version + 1 \
+         WHERE id = ?2 AND data_version = ?3 AND expires_at > ?4"
+    ))
+    .into_sql_str()
+}
+
 /// The SQL of every call with the configured table name.
 fn statements(config: &SqliteConfig) -> Statements {
     let table = config.table().quoted();
     let sql = |text: String| AssertSqlSafe(text).into_sql_str();
-    let columns = Statements::COLUMNS;
+    let columns = COLUMNS;
     Statements {
         insert: sql(format!(
-            "INSERT INTO {table} ({columns}) VALUES (?1, ?2, ?3, ?4, ?5)"
+            "INSERT INTO {table} ({columns}) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)"
         )),
         select: sql(format!("SELECT {columns} FROM {table} WHERE id = ?1")),
         // `expires_at > ?3` (the wall clock): an expired record, purged or not, is as good
@@ -274,6 +293,7 @@ impl SqliteStore {
         keeper: Option<Mutex<SqliteConnection>>,
     ) -> Self {
         let sql = statements(&config);
+        let update_data = update_data_statement(&config);
         // SQLite runs a statement to its end in the connection's own thread, so a cancelled
         // call leaves the connection usable: back to the pool (see `SqliteStore::call`).
         let calls = Calls {
@@ -287,6 +307,7 @@ impl SqliteStore {
                 writer,
                 config,
                 sql,
+                update_data,
                 calls,
                 _keeper: keeper,
             }),
@@ -366,8 +387,18 @@ impl SqliteStore {
 
     /// The SQL of each call as this store runs it, by call name: for `EXPLAIN QUERY PLAN`, for
     /// review, and for the tests that prove the indexes are used.
-    pub fn statements(&self) -> [(&'static str, &str); 7] {
-        self.inner.sql.by_call()
+    pub fn statements(&self) -> [(&'static str, &str); 8] {
+        let [a, b, c, d, e, f, g] = self.inner.sql.by_call();
+        [
+            a,
+            b,
+            c,
+            d,
+            e,
+            f,
+            g,
+            ("update_session_data", self.inner.update_data.as_str()),
+        ]
     }
 }
 
@@ -474,6 +505,8 @@ fn record_from_row(operation: &'static str, row: &SqliteRow) -> Result<SessionRe
         })
     };
     let data: &str = row.try_get("data").map_err(decode)?;
+    let lifetime = lifetime_from_column(row.try_get("lifetime_ms").map_err(decode)?)?;
+    let data_version = data_version_from_column(row.try_get("data_version").map_err(decode)?)?;
     Ok(SessionRecord {
         id: row.try_get("id").map_err(decode)?,
         user_id: row.try_get("user_id").map_err(decode)?,
@@ -481,6 +514,8 @@ fn record_from_row(operation: &'static str, row: &SqliteRow) -> Result<SessionRe
         created_at: time("created_at")?,
         // The JSON text as saved, unparsed: the engine decodes it once, into its own type.
         data: SessionData::from_json_text(data),
+        lifetime,
+        data_version,
     })
 }
 
@@ -512,12 +547,16 @@ impl SessionStore for SqliteStore {
             ));
         }
         let data = record.data.to_json_text()?;
+        let lifetime_ms = lifetime_column(record.lifetime)?;
+        let data_version = data_version_column(record.data_version)?;
         let insert = sqlx::query(self.inner.sql.insert.clone())
             .bind(&record.id)
             .bind(&record.user_id)
             .bind(millis(truncate_to_millis(record.expires_at)))
             .bind(millis(truncate_to_millis(record.created_at)))
-            .bind(&*data);
+            .bind(&*data)
+            .bind(lifetime_ms)
+            .bind(data_version);
         self.call(
             "save_session",
             &self.inner.writer,
@@ -546,6 +585,36 @@ impl SessionStore for SqliteStore {
         row.as_ref()
             .map(|row| record_from_row(OPERATION, row))
             .transpose()
+    }
+
+    #[tracing::instrument(name = "narvik_sqlite.update_session_data", skip_all, fields(session = short_id(&record.id)))]
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        let Ok(version) = i64::try_from(record.data_version) else {
+            return Ok(false);
+        };
+        if has_nul(&record.id) {
+            return Ok(false);
+        }
+        let text = data.to_json_text()?;
+        let update = sqlx::query(self.inner.update_data.clone())
+            .bind(&*text)
+            .bind(&record.id)
+            .bind(version)
+            .bind(millis(now));
+        let done = self
+            .call(
+                "update_session_data",
+                &self.inner.writer,
+                map_sqlx_error,
+                async |connection| update.execute(connection).await,
+            )
+            .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     #[tracing::instrument(name = "narvik_sqlite.update_session_expiry", skip_all, fields(session = short_id(session_id)))]

@@ -13,6 +13,7 @@ use narvik_core::{Error, SessionRecord, SessionStore};
 use narvik_faults::assert_unavailable_within;
 use narvik_sqlite::sqlx::{self, AssertSqlSafe, Connection, SqliteConnection};
 use narvik_sqlite::SqliteStore;
+use time::OffsetDateTime;
 
 /// Slack over a bound for a busy 2-core machine (the shared fault harness's margin).
 const MARGIN: Duration = Duration::from_millis(750);
@@ -64,7 +65,7 @@ async fn migrate_is_idempotent_and_safe_when_instances_start_at_once() {
         .fetch_one(stores[0].read_pool())
         .await
         .expect("bookkeeping table");
-    assert_eq!(applied, 1, "migration 1 recorded exactly once");
+    assert_eq!(applied, 2, "migrations 1 and 2 recorded exactly once each");
     stores[3]
         .save_session(&record("a", "u"))
         .await
@@ -493,4 +494,111 @@ async fn sessions_in_a_file_survive_reopening_it() {
     second.migrate().await.expect("migrate again is a no-op");
     assert!(second.fetch_session("kept").await.expect("fetch").is_some());
     assert!(second.fetch_session("gone").await.expect("fetch").is_none());
+}
+
+/// Milliseconds since the Unix epoch, as the store keeps its times.
+fn epoch_millis(at: OffsetDateTime) -> i64 {
+    i64::try_from(at.unix_timestamp_nanos() / 1_000_000).expect("a time of this century")
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_row_from_before_migration_0002_reads_as_default_lifetime_and_version_0() {
+    // Migration 1's checksum as the store records it, from a database it migrated itself.
+    let scratch = common::fresh_memory_store().await;
+    let (description, checksum): (String, Vec<u8>) = sqlx::query_as(
+        "SELECT description, checksum FROM narvik_sessions_migrations WHERE version = 1",
+    )
+    .fetch_one(scratch.read_pool())
+    .await
+    .expect("migration 1 recorded");
+    scratch.close().await;
+
+    // The database as narvik-sqlite left it with only migration 1: its table and indexes, and
+    // its bookkeeping row.
+    let path = common::fresh_path();
+    let mut old = SqliteConnection::connect_with(&SqliteStore::connect_options(&path))
+        .await
+        .expect("create the old database");
+    let migration_1 = include_str!("../migrations/0001_create_sessions.sql")
+        .replace("{{table}}", "\"narvik_sessions\"")
+        .replace("{{user_id_index}}", "\"narvik_sessions_user_id_idx\"")
+        .replace("{{expires_at_index}}", "\"narvik_sessions_expires_at_idx\"");
+    sqlx::raw_sql(AssertSqlSafe(migration_1))
+        .execute(&mut old)
+        .await
+        .expect("migration 1 by hand");
+    sqlx::raw_sql(
+        "CREATE TABLE narvik_sessions_migrations (
+            version     INTEGER NOT NULL PRIMARY KEY,
+            description TEXT    NOT NULL,
+            checksum    BLOB    NOT NULL,
+            applied_at  INTEGER NOT NULL
+        ) STRICT",
+    )
+    .execute(&mut old)
+    .await
+    .expect("bookkeeping");
+    sqlx::query(
+        "INSERT INTO narvik_sessions_migrations (version, description, checksum, applied_at) \
+         VALUES (1, ?1, ?2, ?3)",
+    )
+    .bind(&description)
+    .bind(&checksum)
+    .bind(epoch_millis(OffsetDateTime::now_utc()))
+    .execute(&mut old)
+    .await
+    .expect("record migration 1");
+    // A session written the old way: the five columns of migration 1, times in milliseconds,
+    // the data as the JSON text the application gave.
+    let user = narvik_conformance::harness::random_user_id("old-row");
+    let id = narvik_conformance::harness::random_session_id();
+    let created_at = narvik_conformance::harness::now_ms() - time::Duration::minutes(5);
+    let expires_at = created_at + time::Duration::hours(1);
+    let old_text = r#"{"n": 1, "cart": [1, 2.5, "x"]}"#;
+    sqlx::query(
+        "INSERT INTO narvik_sessions (id, user_id, expires_at, created_at, data) \
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )
+    .bind(&id)
+    .bind(&user)
+    .bind(epoch_millis(expires_at))
+    .bind(epoch_millis(created_at))
+    .bind(old_text)
+    .execute(&mut old)
+    .await
+    .expect("old row");
+    old.close().await.expect("close the old database");
+
+    // The new store brings the file up to date and reads the old row with nothing lost.
+    let store = SqliteStore::open(&path).await.expect("open");
+    store.migrate().await.expect("migrate from version 1");
+    let versions: Vec<i64> =
+        sqlx::query_scalar("SELECT version FROM narvik_sessions_migrations ORDER BY version")
+            .fetch_all(store.read_pool())
+            .await
+            .expect("versions");
+    assert_eq!(versions, [1, 2], "only migration 2 was applied");
+    let fetched = store
+        .fetch_session(&id)
+        .await
+        .expect("fetch")
+        .expect("the old row is found");
+    let expected = SessionRecord {
+        id: id.clone(),
+        user_id: user.clone(),
+        expires_at,
+        created_at,
+        data: narvik_core::SessionData::from_json_text(old_text),
+        lifetime: None,
+        data_version: 0,
+    };
+    assert_eq!(fetched, expected);
+    assert_eq!(
+        fetched.data.to_json_text().expect("text"),
+        old_text,
+        "the data's text is kept byte for byte"
+    );
+
+    narvik_conformance::upgrade::assert_record_from_before_lifetimes_upgrades(&store, &expected)
+        .await;
 }

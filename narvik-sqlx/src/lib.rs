@@ -5,12 +5,13 @@
 //! within the acquire timeout, the whole call within the call timeout) and decides what becomes
 //! of a connection whose call was cancelled; [`Timeouts`] are the two bounds; [`error`] maps
 //! the driver's errors whose meaning does not depend on the database; [`config`] validates
-//! names and knobs; `migrate` (feature `migrate`) keeps the migrations bookkeeping. The SQL and
+//! names and knobs; [`columns`] reads and writes the lifetime and data-version columns; `migrate` (feature `migrate`) keeps the migrations bookkeeping. The SQL and
 //! everything a database does its own way stay in each store.
 
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
+pub mod columns;
 pub mod config;
 pub mod error;
 #[cfg(feature = "migrate")]

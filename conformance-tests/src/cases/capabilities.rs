@@ -9,8 +9,9 @@ use serde_json::json;
 use crate::harness::{assert_stored, declared_absent, live_record, must, now_ms, random_user_id};
 use crate::Capabilities;
 
-/// For each of the three optional calls: declared present, it answers `Ok` on a fresh user or
-/// a namespace without expired records (an empty listing, a delete of nobody, a purge of 0)
+/// For each of the four optional calls: declared present, it answers `Ok` on a fresh user or
+/// a namespace without expired records (an empty listing, a delete of nobody, a purge of 0, a
+/// data update of a record never saved answering `false`)
 /// and leaves the one live session there untouched; declared absent, it answers `Error::Unsupported` naming exactly that call.
 ///
 /// Catches a store that declares a call it does not serve (the trait's default body answering
@@ -27,6 +28,7 @@ pub async fn declared_capabilities_match_the_calls(
         OptionalOperation::FetchSessionsForUser,
         OptionalOperation::DeleteSessionsForUser,
         OptionalOperation::DeleteAllExpiredSessions,
+        OptionalOperation::UpdateSessionData,
     ] {
         if declared_absent(store.as_ref(), capabilities, operation).await {
             continue;
@@ -55,6 +57,20 @@ pub async fn declared_capabilities_match_the_calls(
                 assert_eq!(
                     counted, 0,
                     "a purge of a namespace holding one live session counted {counted}"
+                );
+            }
+            OptionalOperation::UpdateSessionData => {
+                let never_saved = live_record(&nobody, json!({ "saved": false }));
+                let data = narvik_core::SessionData::from(json!({ "changed": true }));
+                let changed = must(
+                    store
+                        .update_session_data(&never_saved, &data, now_ms())
+                        .await,
+                    "update_session_data, declared present, of a record never saved",
+                );
+                assert!(
+                    !changed,
+                    "a data update of a record never saved must answer Ok(false)"
                 );
             }
             other => panic!("this suite does not know the optional operation `{other}`"),

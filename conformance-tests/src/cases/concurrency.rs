@@ -13,8 +13,8 @@ use time::Duration;
 use crate::harness::{
     assert_absent, assert_all_absent, assert_all_stored, assert_same_record, assert_same_set,
     assert_stored, assert_user_lists, declared_absent, expired_record, ids_of, list_at,
-    live_record, must, now_ms, race, random_session_id, random_user_id, save_all,
-    save_concurrently, wait_until_expired, BULK_TASKS,
+    live_record, must, now_ms, race, race_delete_against, random_session_id, random_user_id,
+    save_all, save_concurrently, wait_until_expired, BULK_TASKS,
 };
 use crate::{Capabilities, ExpiredCount};
 
@@ -139,43 +139,16 @@ pub async fn delete_racing_update_never_resurrects(
     store: Arc<dyn SessionStore>,
     capabilities: Capabilities,
 ) {
-    const ROUNDS: usize = 200;
-    let user_id = random_user_id("racing");
-    for round in 0..ROUNDS {
-        let record = live_record(&user_id, json!({ "round": round }));
-        must(store.save_session(&record).await, "save_session");
-        let shared = Arc::clone(&store);
-        let id = record.id.clone();
-        let extended_to = record.expires_at + Duration::days(1);
-        let outcomes = race(2, move |task| {
-            let store = Arc::clone(&shared);
-            let id = id.clone();
-            async move {
-                // Alternate who is spawned first so both orders get their chance.
-                if (task + round) % 2 == 0 {
-                    store.delete_session(&id).await
-                } else {
-                    store.update_session_expiry(&id, extended_to).await
-                }
-            }
-        })
-        .await;
-        for outcome in outcomes {
-            must(outcome, "delete_session or update_session_expiry");
-        }
-        assert_absent(
-            store.as_ref(),
-            &record.id,
-            &format!("round {round}: a delete raced an update"),
-        )
-        .await;
-    }
-    assert_user_lists(
-        store.as_ref(),
+    race_delete_against(
+        &store,
         capabilities,
-        &user_id,
-        &[],
-        "the user listing after delete raced update",
+        &random_user_id("racing"),
+        200,
+        "update_session_expiry",
+        |store, record, _| async move {
+            let extended_to = record.expires_at + Duration::days(1);
+            store.update_session_expiry(&record.id, extended_to).await
+        },
     )
     .await;
 }
@@ -191,43 +164,16 @@ pub async fn update_record_expiry_racing_delete_never_resurrects(
     store: Arc<dyn SessionStore>,
     capabilities: Capabilities,
 ) {
-    const ROUNDS: usize = 200;
-    let user_id = random_user_id("record-racing");
-    for round in 0..ROUNDS {
-        let record = live_record(&user_id, json!({ "round": round }));
-        must(store.save_session(&record).await, "save_session");
-        let shared = Arc::clone(&store);
-        let racing = record.clone();
-        let extended_to = record.expires_at + Duration::days(1);
-        let outcomes = race(2, move |task| {
-            let store = Arc::clone(&shared);
-            let record = racing.clone();
-            async move {
-                // Alternate who is spawned first so both orders get their chance.
-                if (task + round) % 2 == 0 {
-                    store.delete_session(&record.id).await
-                } else {
-                    store.update_record_expiry(&record, extended_to).await
-                }
-            }
-        })
-        .await;
-        for outcome in outcomes {
-            must(outcome, "delete_session or update_record_expiry");
-        }
-        assert_absent(
-            store.as_ref(),
-            &record.id,
-            &format!("round {round}: a delete raced update_record_expiry"),
-        )
-        .await;
-    }
-    assert_user_lists(
-        store.as_ref(),
+    race_delete_against(
+        &store,
         capabilities,
-        &user_id,
-        &[],
-        "the user listing after deletes raced update_record_expiry",
+        &random_user_id("record-racing"),
+        200,
+        "update_record_expiry",
+        |store, record, _| async move {
+            let extended_to = record.expires_at + Duration::days(1);
+            store.update_record_expiry(&record, extended_to).await
+        },
     )
     .await;
 }

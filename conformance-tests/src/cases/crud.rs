@@ -199,3 +199,33 @@ pub async fn delete_leaves_other_records(store: Arc<dyn SessionStore>, capabilit
     let expected = std::slice::from_ref(&same_user);
     assert_user_lists(store.as_ref(), capabilities, &user_id, expected, context).await;
 }
+
+/// A record's own lifetime (an odd millisecond count: 3 days and 1,234 ms) and its data
+/// version come back exactly as saved, from fetch and from the user listing.
+///
+/// Catches a store that drops the lifetime or the version, keeps the lifetime in whole
+/// seconds, or resets the version to 0 at save.
+pub async fn save_then_fetch_round_trips_lifetime_and_data_version(
+    store: Arc<dyn SessionStore>,
+    capabilities: Capabilities,
+) {
+    let user_id = random_user_id("own-lifetime");
+    let mut record = live_record(&user_id, json!({ "remember_me": true }));
+    record.lifetime = Some(Duration::days(3) + Duration::milliseconds(1_234));
+    record.data_version = 7;
+    must(store.save_session(&record).await, "save_session");
+    assert_stored(
+        store.as_ref(),
+        &record,
+        "a record with its own lifetime and data version 7",
+    )
+    .await;
+    assert_user_lists(
+        store.as_ref(),
+        capabilities,
+        &user_id,
+        std::slice::from_ref(&record),
+        "the listing of a record with its own lifetime and data version 7",
+    )
+    .await;
+}

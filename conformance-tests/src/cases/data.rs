@@ -7,7 +7,8 @@ use narvik_core::{Error, ManualClock, Narvik, SessionRecord, SessionStore, Sessi
 use serde_json::{json, Value};
 
 use crate::harness::{
-    assert_absent, assert_same_record, assert_stored, live_record, must, random_user_id,
+    assert_absent, assert_same_record, assert_stored, engine_with, live_record, must,
+    random_user_id,
 };
 use crate::Capabilities;
 
@@ -125,7 +126,7 @@ pub async fn data_empty_and_null_round_trip(
 }
 
 /// The typed data the engine reads in [`data_type_mismatch_is_corrupt_record_error`].
-#[derive(Debug, serde::Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 struct Profile {
     theme: String,
     visits: u32,
@@ -152,10 +153,11 @@ pub async fn data_type_mismatch_is_corrupt_record_error(
         "data of a shape the application rejects",
     )
     .await;
-    let narvik: Narvik<Profile> = Narvik::builder(Arc::clone(&store))
-        .clock(Arc::new(ManualClock::starting_now()))
-        .build()
-        .expect("the default configuration is valid");
+    let narvik: Narvik<Profile> = engine_with(
+        Arc::clone(&store),
+        &Arc::new(ManualClock::starting_now()),
+        |builder| builder,
+    );
     match narvik.validate_session(token.as_str()).await {
         Err(Error::CorruptRecord { .. }) => {}
         other => {

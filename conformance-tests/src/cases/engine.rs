@@ -7,8 +7,8 @@ use std::num::NonZeroUsize;
 use std::sync::{Arc, Mutex};
 
 use narvik_core::{
-    async_trait, CreatedSession, Error, ManualClock, Narvik, NarvikBuilder, OptionalOperation,
-    Result, SessionRecord, SessionStore, SessionToken,
+    async_trait, CreatedSession, Error, ManualClock, Narvik, OptionalOperation, Result,
+    SessionRecord, SessionStore, SessionToken,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
@@ -16,27 +16,18 @@ use sha2::{Digest, Sha256};
 use time::{Duration, OffsetDateTime};
 
 use crate::harness::{
-    assert_absent, assert_same_set, assert_stored, live_record, must, random_user_id, CallCounts,
-    SpyStore,
+    assert_absent, assert_same_set, assert_stored, engine_with, live_record, must, random_user_id,
+    CallCounts, SpyStore,
 };
 use crate::{assert_unsupported, Capabilities, ExpiredCount};
 
 /// The default sliding lifetime the engine cases rely on.
 const LIFETIME: Duration = Duration::days(30);
 
-/// An engine over `store` with `clock`, after `configure`.
-fn engine_with<D>(
-    store: Arc<dyn SessionStore>,
-    clock: &Arc<ManualClock>,
-    configure: impl FnOnce(NarvikBuilder<D>) -> NarvikBuilder<D>,
-) -> Narvik<D> {
-    configure(Narvik::builder(store).clock(Arc::clone(clock) as _))
-        .build()
-        .expect("the case's configuration is valid")
-}
-
 /// An engine with the defaults over `store`, and its clock.
-fn engine<D>(store: Arc<dyn SessionStore>) -> (Narvik<D>, Arc<ManualClock>) {
+fn engine<D: Clone + Send + Sync + 'static>(
+    store: Arc<dyn SessionStore>,
+) -> (Narvik<D>, Arc<ManualClock>) {
     let clock = Arc::new(ManualClock::starting_now());
     (engine_with(store, &clock, |builder| builder), clock)
 }
@@ -128,6 +119,8 @@ pub async fn create_returns_32_char_base32_token_and_sha256_hex_id(
         expires_at: now + LIFETIME,
         created_at: now,
         data: data.into(),
+        lifetime: None,
+        data_version: 0,
     };
     assert_stored(store.as_ref(), &expected, "the record the engine created").await;
 
@@ -631,6 +624,11 @@ impl SessionStore for CollidingStore {
     fn capabilities(&self) -> narvik_core::Capabilities {
         self.inner.capabilities()
     }
+    fn subscribe_invalidations(
+        &self,
+    ) -> Option<narvik_core::invalidation::InvalidationSubscription> {
+        self.inner.subscribe_invalidations()
+    }
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let first = {
             let mut saves = self.saves.lock().unwrap_or_else(|p| p.into_inner());
@@ -646,6 +644,8 @@ impl SessionStore for CollidingStore {
             expires_at: record.expires_at + Duration::days(1),
             created_at: record.created_at - Duration::days(1),
             data: json!({ "decoy": true }).into(),
+            lifetime: None,
+            data_version: 0,
         };
         must(
             self.inner.save_session(&decoy).await,

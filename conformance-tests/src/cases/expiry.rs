@@ -13,7 +13,7 @@ use serde_json::json;
 use time::Duration;
 
 use crate::harness::{
-    assert_absent, assert_same_set, assert_stored, assert_user_lists, declared_absent,
+    assert_absent, assert_same_set, assert_stored, assert_user_lists, declared_absent, engine_with,
     expired_record, live_record, must, now_ms, random_user_id, record_expiring_in, save_all,
     wait_until_expired, SHORT_EXPIRY,
 };
@@ -47,10 +47,11 @@ fn assert_count(capabilities: Capabilities, counted: u64, expired: usize, contex
 
 /// Engine over `store` whose clock reads the wall clock's now.
 fn engine(store: &Arc<dyn SessionStore>) -> Narvik<serde_json::Value> {
-    Narvik::builder(Arc::clone(store))
-        .clock(Arc::new(ManualClock::starting_now()))
-        .build()
-        .expect("the default configuration is valid")
+    engine_with(
+        Arc::clone(store),
+        &Arc::new(ManualClock::starting_now()),
+        |builder| builder,
+    )
 }
 
 /// Asserts that the engine does not accept `token`, whose record has expired, and that the
@@ -279,6 +280,8 @@ pub async fn save_already_expired_record(store: Arc<dyn SessionStore>, capabilit
             expires_at,
             created_at: expires_at - Duration::days(1),
             data: json!({ "hours_ago": hours }).into(),
+            lifetime: None,
+            data_version: 0,
         }
     };
     let engine_token = must(SessionToken::generate(), "SessionToken::generate");

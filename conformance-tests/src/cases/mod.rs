@@ -20,6 +20,7 @@ pub mod capabilities;
 pub mod concurrency;
 pub mod crud;
 pub mod data;
+pub mod data_updates;
 pub mod engine;
 pub mod expiry;
 pub mod hostile_input;

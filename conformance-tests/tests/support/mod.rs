@@ -231,6 +231,34 @@ bugs! {
     /// the expired ones and returns the earlier count (two purges at once count each record
     /// twice).
     PurgeCountThenDelete,
+    // ---- data updates: a compare-and-set on the version, live at `now` ----
+    /// `save_session` drops the record's own lifetime (a column the store forgot).
+    LifetimeDroppedAtSave,
+    /// `save_session` resets the data version to 0.
+    DataVersionResetAtSave,
+    /// `update_session_data` ignores the version (last write wins), setting it to the
+    /// handed version + 1.
+    DataUpdateIgnoresVersion,
+    /// `update_session_data` replaces the data but does not bump the version.
+    DataUpdateKeepsVersion,
+    /// `update_session_data` of a missing record inserts it (an upsert).
+    DataUpdateRecreates,
+    /// `update_session_data` ignores the `now` it is handed and judges expiry by the wall
+    /// clock.
+    DataUpdateUsesWallClock,
+    /// `update_session_data` checks the version, then writes the handed record back whole
+    /// with the new data, so the stored expiry goes back to the handed one.
+    DataUpdateWritesHandedRecord,
+    /// Race: `update_session_data` checks the version, yields, then writes the data (no
+    /// atomic compare-and-set), so two updates read at one version both succeed.
+    DataUpdateCheckThenWrite,
+    /// Race: `update_session_data` copies the live record, yields, then writes the copy back
+    /// whole with the new data, resurrecting a deleted record and losing an extension.
+    DataUpdateReadModifyWrite,
+    /// `update_session_data` also writes the new data into the user's other sessions.
+    DataUpdateTouchesWholeUser,
+    /// Declared `ALL`, but `update_session_data` keeps the trait's default body.
+    DataUpdateDeclaredButUnsupported,
     // ---- the TTL-native flavour ----
     /// TTL store: an extension changes the stored `expires_at` but not the server's own
     /// deadline, so the record vanishes at its old expiry.
@@ -479,6 +507,12 @@ impl ReferenceStore {
         let mut record = record.clone();
         record.id = self.stored_id(&record.id);
         record.user_id = self.stored_user_id(&record.user_id);
+        if self.has(Bug::LifetimeDroppedAtSave) {
+            record.lifetime = None;
+        }
+        if self.has(Bug::DataVersionResetAtSave) {
+            record.data_version = 0;
+        }
         if self.has(Bug::TruncatesToSeconds) {
             record.expires_at = record.expires_at.replace_nanosecond(0).expect("valid");
             record.created_at = record.created_at.replace_nanosecond(0).expect("valid");
@@ -534,6 +568,9 @@ impl ReferenceStore {
     fn unsupported(&self, operation: OptionalOperation) -> Result<()> {
         let missing = match self.bug {
             Some(Bug::OptionalUnsupported) => true,
+            Some(Bug::DataUpdateDeclaredButUnsupported) => {
+                operation == OptionalOperation::UpdateSessionData
+            }
             Some(Bug::DeclaresAllImplementsListingOnly) => {
                 operation != OptionalOperation::FetchSessionsForUser
             }
@@ -801,6 +838,8 @@ impl SessionStore for ReferenceStore {
                 expires_at,
                 created_at: now,
                 data: Value::Null.into(),
+                lifetime: None,
+                data_version: 0,
             };
             let deadline = self.ttl.then_some(expires_at);
             let entry = self.entry(record, deadline);
@@ -1072,6 +1111,119 @@ impl SessionStore for ReferenceStore {
             _ => deleted,
         };
         Ok(u64::try_from(count).expect("fits"))
+    }
+
+    async fn update_session_data(
+        &self,
+        record: &SessionRecord,
+        data: &SessionData,
+        now: OffsetDateTime,
+    ) -> Result<bool> {
+        round_trip().await;
+        self.unsupported(OptionalOperation::UpdateSessionData)?;
+        let key = self.session_key(&record.id);
+        let handed = SessionRecord {
+            data: data.clone(),
+            ..record.clone()
+        };
+        let handed = self.stored_form(&handed)?;
+        let new_data = handed.data.clone();
+        let Some(next_version) = record.data_version.checked_add(1) else {
+            return Err(Error::InvalidData(
+                "the data version is at its maximum".into(),
+            ));
+        };
+        let wall = OffsetDateTime::now_utc();
+        let cutoff = if self.has(Bug::DataUpdateUsesWallClock) {
+            wall
+        } else {
+            now
+        };
+        // Whether the entry may be updated: on the server, at the handed version, live.
+        let matches = |entry: &Entry| {
+            self.on_server(entry, wall)
+                && (self.has(Bug::DataUpdateIgnoresVersion)
+                    || entry.record.data_version == record.data_version)
+                && !entry.record.is_expired(cutoff)
+        };
+        match self.bug {
+            Some(Bug::DataUpdateCheckThenWrite) => {
+                if !self.state().records.get(&key).is_some_and(matches) {
+                    return Ok(false);
+                }
+                race_window().await;
+                if let Some(entry) = self.state().records.get_mut(&key) {
+                    entry.record.data = new_data;
+                    entry.record.data_version = next_version;
+                }
+                return Ok(true);
+            }
+            Some(Bug::DataUpdateReadModifyWrite) => {
+                let Some(mut entry) = self
+                    .state()
+                    .records
+                    .get(&key)
+                    .filter(|e| matches(e))
+                    .cloned()
+                else {
+                    return Ok(false);
+                };
+                race_window().await;
+                entry.record.data = new_data;
+                entry.record.data_version = next_version;
+                self.state().insert(key, entry);
+                return Ok(true);
+            }
+            _ => {}
+        }
+        let mut state = self.state();
+        let Some(entry) = state.records.get(&key) else {
+            if self.has(Bug::DataUpdateRecreates) {
+                let mut created = handed;
+                created.data_version = next_version;
+                let deadline = self.ttl.then_some(created.expires_at);
+                let entry = self.entry(created, deadline);
+                state.insert(key, entry);
+                return Ok(true);
+            }
+            return Ok(false);
+        };
+        if !self.on_server(entry, wall) {
+            state.remove(&key);
+            return Ok(false);
+        }
+        if !matches(entry) {
+            return Ok(false);
+        }
+        if self.has(Bug::DataUpdateWritesHandedRecord) {
+            let mut written = handed;
+            written.data_version = next_version;
+            let deadline = self.ttl.then_some(written.expires_at);
+            let entry = self.entry(written, deadline);
+            state.insert(key, entry);
+            return Ok(true);
+        }
+        let user_key = entry.user_key.clone();
+        let Some(entry) = state.records.get_mut(&key) else {
+            return Ok(false);
+        };
+        entry.record.data = new_data.clone();
+        if !self.has(Bug::DataUpdateKeepsVersion) {
+            entry.record.data_version = next_version;
+        }
+        if self.has(Bug::DataUpdateTouchesWholeUser) {
+            let keys: Vec<String> = state
+                .by_user
+                .get(&user_key)
+                .map(|keys| keys.iter().cloned().collect())
+                .unwrap_or_default();
+            for other in keys {
+                if let Some(entry) = state.records.get_mut(&other) {
+                    entry.record.data = new_data.clone();
+                }
+            }
+        }
+        Ok(true)
     }
 }
 

@@ -92,7 +92,9 @@ async fn client_for(url: &str) -> Client {
 /// suite, running in parallel, one request at a time (a Python server): a call can queue
 /// behind the others' for longer than the 5 s default (a purge of 5,000 sessions, 0.6 s on its
 /// own, was seen to take over 5 s there). These tests check what the store does, not how fast;
-/// the default bounds are checked by tests/faults.rs, on servers of their own.
+/// the default bounds are checked by tests/faults.rs, on servers of their own. The change
+/// stream's getMores get the same bound, so that a queued answer is no loss of the channel
+/// there (tests/invalidation.rs checks the default on servers of its own).
 pub const SHARED_SERVER_CALL_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// A store on a new, empty collection of its own, with its indexes.
@@ -102,13 +104,37 @@ pub async fn fresh_store() -> MongoStore {
         &MongoStoreConfig::default()
             .database(TEST_DATABASE)
             .collection(fresh_collection_name())
-            .call_timeout(SHARED_SERVER_CALL_TIMEOUT),
+            .call_timeout(SHARED_SERVER_CALL_TIMEOUT)
+            .change_stream_timeout(SHARED_SERVER_CALL_TIMEOUT),
     )
     .expect("valid test names");
     store.ensure_indexes().await.unwrap_or_else(|error| {
         panic!("the test server failed to index a fresh collection: {error}")
     });
     store
+}
+
+/// Two stores on one new collection (with its indexes), each on a client of its own, as two
+/// instances of an application, and the collection through a third plain client, as another
+/// tool writing to it.
+pub async fn two_instances() -> (MongoStore, MongoStore, Collection<Document>) {
+    let url = fresh_store_url();
+    let name = fresh_collection_name();
+    let config = MongoStoreConfig::default()
+        .database(TEST_DATABASE)
+        .collection(&name)
+        .call_timeout(SHARED_SERVER_CALL_TIMEOUT)
+        .change_stream_timeout(SHARED_SERVER_CALL_TIMEOUT);
+    let a = MongoStore::from_client(&client_for(&url).await, &config).expect("valid test names");
+    a.ensure_indexes().await.unwrap_or_else(|error| {
+        panic!("the test server failed to index a fresh collection: {error}")
+    });
+    let b = MongoStore::from_client(&client_for(&url).await, &config).expect("valid test names");
+    let other = client_for(&url)
+        .await
+        .database(TEST_DATABASE)
+        .collection::<Document>(&name);
+    (a, b, other)
 }
 
 /// A store on a new, empty collection without the TTL index, so that the server's TTL monitor

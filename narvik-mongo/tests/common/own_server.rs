@@ -55,6 +55,13 @@ impl OwnServer {
     /// Starts a server named `name` (for its log, `.build/mongo-own-<name>.log`) and waits
     /// until it accepts connections.
     pub fn start(name: &str) -> Self {
+        Self::start_with_args(name, &[])
+    }
+
+    /// [`OwnServer::start`], with `extra` arguments for the server (for SecantusDB,
+    /// `--standalone` drops its single-node replica set, as a `mongod` without `--replSet`).
+    pub fn start_with_args(name: &str, extra: &[&str]) -> Self {
+        let extra: Vec<String> = extra.iter().map(|arg| (*arg).to_owned()).collect();
         let bin = server_bin();
         let storage = tempfile::Builder::new()
             .prefix("narvik-mongo-own-")
@@ -90,6 +97,7 @@ impl OwnServer {
                     .arg(&data)
                     .args(["--cache-size", "64M"]);
             }
+            command.args(&extra);
             command
         };
         let process =

@@ -8,6 +8,8 @@
 
 use narvik_redis::RedisStore;
 
+pub mod own_server;
+
 /// Every test key starts with this, followed by a random per-store part.
 pub const TEST_PREFIX_ROOT: &str = "narvik-redis-test";
 const LOCAL_DEFAULT: &str = "redis://127.0.0.1:6379";
@@ -150,6 +152,8 @@ pub mod shared {
             expires_at: now + expires_in,
             created_at: now,
             data: serde_json::json!({ "theme": "dark", "n": 1 }).into(),
+            lifetime: None,
+            data_version: 0,
         }
     }
 
@@ -492,5 +496,186 @@ pub mod shared {
             .await
             .expect("list")
             .is_empty());
+    }
+}
+
+/// Helpers of the invalidation tests (single node and cluster): waiting on a subscription with
+/// bounds, finding the listener's connections by name, and an ACL user of the test's own.
+pub mod push {
+    use std::time::{Duration, Instant};
+
+    use narvik_core::invalidation::{Invalidation, InvalidationSubscription};
+    use narvik_redis::redis::{self, aio::ConnectionLike};
+
+    /// How long an invalidation may take to reach another instance, and a listener to
+    /// subscribe again after a loss (the brief's bound).
+    pub const WITHIN: Duration = Duration::from_secs(2);
+
+    /// A listener name of the test's own: tests running at once never kill each other's.
+    pub fn listener_name() -> String {
+        format!("narvik-test-listener-{}", super::random_hex())
+    }
+
+    /// The next message within `limit`, or `None`.
+    pub async fn next(
+        subscription: &mut InvalidationSubscription,
+        limit: Duration,
+    ) -> Option<Invalidation> {
+        tokio::time::timeout(limit, subscription.recv()).await.ok()
+    }
+
+    /// Waits (at most `limit`) for the next `Subscribed` and returns its epoch. Session
+    /// invalidations before it are skipped (a resubscription may follow writes); a `Lost`
+    /// or `Everything` before it is fine too (a flush is what a loss means anyway).
+    pub async fn subscribed(subscription: &mut InvalidationSubscription, limit: Duration) -> u64 {
+        let started = Instant::now();
+        loop {
+            let left = limit.saturating_sub(started.elapsed());
+            match next(subscription, left).await {
+                Some(Invalidation::Subscribed { epoch }) => {
+                    assert!(subscription.is_healthy(), "healthy once subscribed");
+                    return epoch;
+                }
+                Some(_) => {}
+                None => panic!("not subscribed within {limit:?}"),
+            }
+        }
+    }
+
+    /// Waits until every id of `ids` was invalidated, at most [`WITHIN`], and returns how long
+    /// it took. Other sessions' invalidations are skipped (saves are pushed too); a loss or a
+    /// flush fails the test: nothing here should cost one.
+    pub async fn expect_ids(subscription: &mut InvalidationSubscription, ids: &[&str]) -> Duration {
+        let started = Instant::now();
+        let mut missing: Vec<&str> = ids.to_vec();
+        while !missing.is_empty() {
+            let left = WITHIN.saturating_sub(started.elapsed());
+            match next(subscription, left).await {
+                Some(Invalidation::Sessions(got)) => {
+                    missing.retain(|id| !got.iter().any(|got| got == id));
+                }
+                Some(other) => panic!("expected invalidations of {missing:?}, got {other:?}"),
+                None => panic!("no invalidation of {missing:?} within {WITHIN:?}"),
+            }
+        }
+        started.elapsed()
+    }
+
+    /// The `CLIENT LIST` lines of the connections named `name` on one server.
+    pub async fn connections_named(raw: &mut impl ConnectionLike, name: &str) -> Vec<String> {
+        let list: String = redis::cmd("CLIENT")
+            .arg("LIST")
+            .query_async(raw)
+            .await
+            .expect("CLIENT LIST");
+        let field = format!("name={name}");
+        list.lines()
+            .filter(|line| line.split(' ').any(|part| part == field))
+            .map(str::to_owned)
+            .collect()
+    }
+
+    /// The value of `field` in one `CLIENT LIST` line.
+    pub fn field<'l>(line: &'l str, field: &str) -> Option<&'l str> {
+        line.split(' ')
+            .find_map(|part| part.strip_prefix(field)?.strip_prefix('='))
+    }
+
+    /// Closes every connection named `name` on one server (`CLIENT KILL ID`: there is no
+    /// filter by name) and returns how many there were.
+    pub async fn kill_named(raw: &mut impl ConnectionLike, name: &str) -> usize {
+        let lines = connections_named(raw, name).await;
+        for line in &lines {
+            let id = field(line, "id").expect("an id");
+            let killed: i64 = redis::cmd("CLIENT")
+                .arg("KILL")
+                .arg("ID")
+                .arg(id)
+                .query_async(raw)
+                .await
+                .expect("CLIENT KILL ID");
+            assert_eq!(killed, 1, "connection {id} killed");
+        }
+        lines.len()
+    }
+
+    /// Polls (at most `limit`) until no connection named `name` is left on the server.
+    pub async fn wait_gone(raw: &mut impl ConnectionLike, name: &str, limit: Duration) -> Duration {
+        let started = Instant::now();
+        loop {
+            if connections_named(raw, name).await.is_empty() {
+                return started.elapsed();
+            }
+            assert!(
+                started.elapsed() < limit,
+                "the listener {name} is still connected after {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    /// An ACL user of the test's own, limited to `prefix`, that the test can switch off (new
+    /// logins fail, open connections keep working) and on again.
+    pub struct AclUser {
+        /// The user name.
+        pub name: String,
+        /// Its password.
+        pub password: String,
+    }
+
+    impl AclUser {
+        /// A fresh user on nobody's name.
+        pub fn fresh() -> Self {
+            Self {
+                name: format!("narvik-push-{}", super::random_hex()),
+                password: super::random_hex(),
+            }
+        }
+
+        /// Creates (or switches on) the user on one server.
+        pub async fn on(&self, raw: &mut impl ConnectionLike, prefix: &str) {
+            let () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&self.name)
+                .arg("on")
+                .arg(format!(">{}", self.password))
+                .arg(format!("~{prefix}:*"))
+                .arg("+@all")
+                .query_async(raw)
+                .await
+                .expect("ACL SETUSER on");
+        }
+
+        /// Refuses new logins of the user on one server.
+        pub async fn off(&self, raw: &mut impl ConnectionLike) {
+            let () = redis::cmd("ACL")
+                .arg("SETUSER")
+                .arg(&self.name)
+                .arg("off")
+                .query_async(raw)
+                .await
+                .expect("ACL SETUSER off");
+        }
+
+        /// Removes the user from one server.
+        pub async fn delete(&self, raw: &mut impl ConnectionLike) {
+            let _: i64 = redis::cmd("ACL")
+                .arg("DELUSER")
+                .arg(&self.name)
+                .query_async(raw)
+                .await
+                .expect("ACL DELUSER");
+        }
+
+        /// `url`, logging in as this user.
+        pub fn login(&self, url: &str) -> redis::ConnectionInfo {
+            let info = redis::IntoConnectionInfo::into_connection_info(url).expect("URL");
+            let settings = info
+                .redis_settings()
+                .clone()
+                .set_username(&self.name)
+                .set_password(&self.password);
+            info.set_redis_settings(settings)
+        }
     }
 }
