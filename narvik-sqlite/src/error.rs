@@ -34,6 +34,19 @@ fn result_code(error: &sqlx::Error) -> Option<i32> {
     }
 }
 
+/// Whether `error` came from SQLite answering `SQLITE_BUSY` (any extended code): the driver's
+/// error is looked for along the source chain of the fault [`map_sqlx_error`] made of it.
+pub(crate) fn is_busy_fault(error: &Error) -> bool {
+    let mut cause: Option<&(dyn std::error::Error + 'static)> = Some(error);
+    while let Some(current) = cause {
+        if let Some(driver) = current.downcast_ref::<sqlx::Error>() {
+            return result_code(driver).is_some_and(|code| code & 0xff == SQLITE_BUSY);
+        }
+        cause = current.source();
+    }
+    false
+}
+
 /// Maps a driver error from `operation` onto [`Error`].
 ///
 /// Decoding failures are corrupt records; values SQLite refuses (too big, a constraint) are

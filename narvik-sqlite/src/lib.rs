@@ -3,6 +3,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod connect;
 mod error;
 #[cfg(feature = "migrate")]
 mod migrate;

@@ -24,6 +24,7 @@ use narvik_sqlx::columns::{
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 use crate::config::SqliteConfig;
+use crate::connect::connect_pool;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
 
 /// A narvik session store on SQLite: a database file, or a database in memory.
@@ -218,18 +219,18 @@ impl SqliteStore {
         }
         let options = Self::connect_options(path);
         // The writer first: it switches a new file to WAL, which needs the only connection.
-        let writer = narvik_sqlx::connect_pool(
-            STORE,
+        // Another instance switching the same new file to WAL can refuse these connections
+        // at once (see `connect::connect_pool`): retried within the busy timeout.
+        let writer = connect_pool(
             Self::pool_options().max_connections(1),
             options.clone(),
-            map_sqlx_error,
+            Self::DEFAULT_BUSY_TIMEOUT,
         )
         .await?;
-        let readers = narvik_sqlx::connect_pool(
-            STORE,
+        let readers = connect_pool(
             Self::pool_options().max_connections(Self::DEFAULT_READ_CONNECTIONS),
             options,
-            map_sqlx_error,
+            Self::DEFAULT_BUSY_TIMEOUT,
         )
         .await?;
         Ok(Self::from_parts(
