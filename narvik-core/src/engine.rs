@@ -159,7 +159,8 @@ impl<D> Narvik<D> {
     }
 
     /// The cookie carrying `token`, with `Max-Age` = the configured cookie max age or else the
-    /// session lifetime.
+    /// session lifetime, in whole seconds (a fraction of a second is dropped: 90.5 s gives
+    /// `Max-Age=90`).
     ///
     /// With [`CookieConfig::browser_session`](crate::CookieConfig::browser_session) the cookie
     /// has no `Max-Age`. For a session with a lifetime of its own use
@@ -219,8 +220,10 @@ impl<D> Narvik<D> {
         )
     }
 
-    /// The session token in a request's `Cookie` header, if there is exactly one well-formed
-    /// one. See [`cookie::read_session_token`].
+    /// The session token in a request's `Cookie` header: `Some` only if the session cookie
+    /// (by its exact name) appears exactly once and its value is a well-formed token. A cookie
+    /// that appears twice is `None` even when one of the two is well-formed. See
+    /// [`cookie::read_session_token`].
     pub fn read_session_token(&self, cookie_header: &str) -> Option<SessionToken> {
         cookie::read_session_token(cookie_header, &self.inner.cookie_name)
     }
@@ -479,7 +482,14 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Checks a token from a client and returns its session, or `None`.
     ///
     /// - A malformed token is `None` without a store round trip.
-    /// - An expired session is deleted and `None`.
+    /// - An expired session is `None`. On a store that returns expired records
+    ///   ([`ExpiredFetch::Returned`](crate::ExpiredFetch::Returned): the SQL stores) the engine
+    ///   deletes the record then; a store that hides them
+    ///   ([`ExpiredFetch::Hidden`](crate::ExpiredFetch::Hidden): memory, Redis, MongoDB) answers
+    ///   as if it were missing, so nothing is deleted here and the record stays until the purge
+    ///   ([`delete_all_expired_sessions`](Self::delete_all_expired_sessions), the purge task) or
+    ///   the server's own TTL removes it. A session past the absolute cap is deleted and `None`
+    ///   on every store.
     /// - A session in the last half of its lifetime is extended to `now + lifetime` (never past
     ///   the absolute cap) and returned with `extended == true`: set the cookie again.
     /// - A record whose data does not decode as `D` is [`Error::CorruptRecord`].
@@ -583,8 +593,8 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
         Ok(Some(session))
     }
 
-    /// The live record behind `session_id`. An expired record (or one past the absolute cap)
-    /// is deleted and `None`.
+    /// The live record behind `session_id`. An expired record the store returns (or one past
+    /// the absolute cap) is deleted and `None`; one the store hides is `None` alone.
     async fn fetch_live_record(
         &self,
         session_id: &str,
@@ -765,6 +775,11 @@ async fn traced<T>(
     outcome: impl FnOnce(&T) -> &'static str,
     message: &'static str,
 ) -> Result<T> {
+    // No subscriber wants the span (the usual case at the default level): the call runs bare,
+    // without entering, recording or logging on every poll.
+    if span.is_disabled() {
+        return work.await;
+    }
     let result = work.instrument(span.clone()).await;
     span.record(
         "outcome",
