@@ -101,16 +101,21 @@ async fn eventually(what: &str, mut done: impl FnMut() -> bool) {
     }
 }
 
+/// What `narvik` answers for `token` (a store error fails the test).
+async fn validated(
+    narvik: &Narvik<Vec<u32>>,
+    token: &narvik_core::SessionToken,
+) -> Option<narvik_core::Session<Vec<u32>>> {
+    narvik.validate_token(token).await.expect("validate")
+}
+
 /// A session of "alice" on `narvik`, validated once (so cached).
 async fn sign_in_and_cache(narvik: &Narvik<Vec<u32>>) -> CreatedSession<Vec<u32>> {
     let created = narvik
         .create_session("alice", vec![])
         .await
         .expect("create");
-    narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate");
+    validated(narvik, &created.token).await;
     created
 }
 
@@ -137,13 +142,7 @@ async fn validated_until(
     until: impl Fn(Option<&narvik_core::Session<Vec<u32>>>) -> bool,
 ) {
     let started = std::time::Instant::now();
-    while !until(
-        narvik
-            .validate_token(token)
-            .await
-            .expect("validate")
-            .as_ref(),
-    ) {
+    while !until(validated(narvik, token).await.as_ref()) {
         assert!(started.elapsed() < StdDuration::from_secs(2), "{what}");
         tokio::task::yield_now().await;
     }
@@ -158,18 +157,10 @@ async fn a_hit_makes_no_store_call_and_returns_the_same_session() {
         .create_session("alice", vec![1, 2])
         .await
         .expect("create");
-    let first = narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let first = validated(&narvik, &created.token).await.expect("live");
     let after_first = fetches(&store);
     for _ in 0..100 {
-        let hit = narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate")
-            .expect("live");
+        let hit = validated(&narvik, &created.token).await.expect("live");
         assert_eq!(hit, first);
         assert!(!hit.new && !hit.extended);
     }
@@ -187,17 +178,15 @@ async fn a_revocation_on_another_instance_is_seen_once_its_push_arrives() {
     let b = cached_engine(Arc::clone(&store), &clock);
     let created = a.create_session("alice", vec![]).await.expect("create");
     for engine in [&a, &b] {
-        engine
-            .validate_token(&created.token)
+        validated(engine, &created.token)
             .await
-            .expect("validate")
             .expect("live, and now cached");
     }
     a.invalidate_session(&created.session.id)
         .await
         .expect("logout on A");
     assert_eq!(
-        a.validate_token(&created.token).await.expect("validate"),
+        validated(&a, &created.token).await,
         None,
         "A forgets at once, without waiting for the push"
     );
@@ -211,27 +200,15 @@ async fn a_data_update_on_another_instance_drops_the_old_copy() {
     let a = cached_engine(Arc::clone(&store), &clock);
     let b = cached_engine(Arc::clone(&store), &clock);
     let created = a.create_session("alice", vec![1]).await.expect("create");
-    let on_b = b
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let on_b = validated(&b, &created.token).await.expect("live");
     assert_eq!(on_b.data, vec![1]);
-    let on_a = a
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let on_a = validated(&a, &created.token).await.expect("live");
     a.update_session_data(&on_a, |data| data.push(2))
         .await
         .expect("update")
         .expect("live");
     assert_eq!(
-        a.validate_token(&created.token)
-            .await
-            .expect("validate")
-            .expect("live")
-            .data,
+        validated(&a, &created.token).await.expect("live").data,
         vec![1, 2],
         "A forgets its own copy at once"
     );
@@ -244,21 +221,14 @@ async fn a_data_update_on_another_instance_drops_the_old_copy() {
 #[tokio::test]
 async fn a_lost_channel_flushes_and_bypasses_until_it_is_subscribed_again() {
     let (store, _, narvik, created) = signed_in_and_cached().await;
-    narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate");
+    validated(&narvik, &created.token).await;
     assert_eq!(narvik.near_cache_stats().expect("cache").hits, 1);
 
     store.hub.lost();
     // Bypassed at once: the health is read on every hit, before any message is processed.
     let before = fetches(&store);
     for _ in 0..3 {
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate")
-            .expect("live");
+        validated(&narvik, &created.token).await.expect("live");
     }
     assert_eq!(fetches(&store), before + 3, "served from memory while lost");
     eventually("the cache counts the loss", || {
@@ -279,10 +249,7 @@ async fn a_lost_channel_flushes_and_bypasses_until_it_is_subscribed_again() {
     })
     .await;
     assert_eq!(
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate"),
+        validated(&narvik, &created.token).await,
         None,
         "an entry from before the loss was served after it"
     );
@@ -298,10 +265,7 @@ async fn nothing_is_served_before_the_channel_is_first_subscribed() {
         .await
         .expect("create");
     for _ in 0..3 {
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate");
+        validated(&narvik, &created.token).await;
     }
     assert_eq!(fetches(&store), 3);
     let stats = narvik.near_cache_stats().expect("cache");
@@ -312,28 +276,16 @@ async fn nothing_is_served_before_the_channel_is_first_subscribed() {
 async fn extensions_still_reach_the_store_once_per_half_life() {
     let (store, clock, narvik, created) = signed_in_and_cached().await;
     clock.advance(Duration::days(14));
-    let hit = narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let hit = validated(&narvik, &created.token).await.expect("live");
     assert!(!hit.extended, "still in the first half: a hit");
     let before = fetches(&store);
     clock.advance(Duration::days(2));
-    let extended = narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let extended = validated(&narvik, &created.token).await.expect("live");
     assert!(extended.extended, "in the last half the store extends it");
     assert_eq!(fetches(&store), before + 1);
     let stored = store.map.records()[&created.session.id].expires_at;
     assert_eq!(stored, narvik.now() + Duration::days(30));
-    let again = narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .expect("live");
+    let again = validated(&narvik, &created.token).await.expect("live");
     assert!(!again.extended);
     assert_eq!(
         again.expires_at, stored,
@@ -359,17 +311,10 @@ async fn no_entry_is_served_past_the_absolute_cap() {
         .expect("build");
     let created = sign_in_and_cache(&narvik).await;
     clock.advance(Duration::days(9));
-    assert!(narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .is_some());
+    assert!(validated(&narvik, &created.token).await.is_some());
     clock.advance(Duration::days(1));
     assert_eq!(
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate"),
+        validated(&narvik, &created.token).await,
         None,
         "the cap ended the session"
     );
@@ -384,18 +329,8 @@ async fn rotation_and_eviction_through_the_engine_drop_the_old_entry() {
         .await
         .expect("rotate")
         .expect("live");
-    assert_eq!(
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate"),
-        None
-    );
-    assert!(narvik
-        .validate_token(&rotated.token)
-        .await
-        .expect("validate")
-        .is_some());
+    assert_eq!(validated(&narvik, &created.token).await, None);
+    assert!(validated(&narvik, &rotated.token).await.is_some());
 }
 
 /// A store that declares no push: only the bounded mode is offered.
@@ -442,34 +377,18 @@ async fn the_bounded_mode_serves_for_at_most_its_staleness_and_forgets_its_own_w
     let created = sign_in_and_cache(&narvik).await;
     // Revoked behind the engine's back (another instance): served until the staleness ends.
     store.records().remove(&created.session.id);
-    assert!(narvik
-        .validate_token(&created.token)
-        .await
-        .expect("validate")
-        .is_some());
+    assert!(validated(&narvik, &created.token).await.is_some());
     tokio::time::sleep(StdDuration::from_millis(400)).await;
-    assert_eq!(
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate"),
-        None
-    );
+    assert_eq!(validated(&narvik, &created.token).await, None);
 
     let second = narvik.create_session("bob", vec![]).await.expect("create");
-    narvik
-        .validate_token(&second.token)
-        .await
-        .expect("validate");
+    validated(&narvik, &second.token).await;
     narvik
         .invalidate_session(&second.session.id)
         .await
         .expect("logout here");
     assert_eq!(
-        narvik
-            .validate_token(&second.token)
-            .await
-            .expect("validate"),
+        validated(&narvik, &second.token).await,
         None,
         "a logout through this engine is seen at once"
     );
@@ -489,10 +408,7 @@ async fn the_cache_holds_at_most_its_bound() {
             .create_session(&format!("user-{n}"), vec![])
             .await
             .expect("create");
-        narvik
-            .validate_token(&created.token)
-            .await
-            .expect("validate");
+        validated(&narvik, &created.token).await;
     }
     let entries = narvik.near_cache_stats().expect("cache").entries;
     assert!(entries <= 50, "{entries} entries over a bound of 50");
