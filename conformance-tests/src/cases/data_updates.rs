@@ -9,7 +9,7 @@ use narvik_core::{
     Error, ManualClock, Narvik, OptionalOperation, SessionData, SessionRecord, SessionStore,
 };
 use serde_json::{json, Value};
-use time::Duration;
+use time::{Duration, OffsetDateTime};
 
 use crate::harness::{
     assert_absent, assert_stored, assert_user_lists, declared_absent, engine_with, expired_record,
@@ -35,6 +35,23 @@ fn updated(record: &SessionRecord, data: &Value) -> SessionRecord {
         data_version: record.data_version + 1,
         ..record.clone()
     }
+}
+
+/// Asks the store to update `record`'s data to `data` at `now`, and asserts that it answers
+/// `expected`; `what` names the update in the failure's message.
+async fn assert_update_answers(
+    store: &dyn SessionStore,
+    (record, data, now): (&SessionRecord, Value, OffsetDateTime),
+    expected: bool,
+    what: &str,
+) {
+    let answer = must(
+        store
+            .update_session_data(record, &SessionData::from(data), now)
+            .await,
+        &format!("update_session_data: {what}"),
+    );
+    assert_eq!(answer, expected, "{what} must answer Ok({expected})");
 }
 
 /// The record's data as JSON.
@@ -66,31 +83,25 @@ pub async fn update_data_replaces_data_and_bumps_version(
         "update_record_expiry",
     );
     let first = json!({ "step": 1, "cart": [1, 2] });
-    let replaced = must(
-        store
-            .update_session_data(&record, &SessionData::from(first.clone()), now_ms())
-            .await,
-        "update_session_data at the stored version",
-    );
-    assert!(
-        replaced,
-        "an update at the stored version of a live record must answer Ok(true)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (&record, first.clone(), now_ms()),
+        true,
+        "an update at the stored version of a live record",
+    )
+    .await;
     let mut expected = updated(&record, &first);
     expected.expires_at = extended;
     assert_stored(store.as_ref(), &expected, "a record after one data update").await;
 
     let second = json!({ "step": 2 });
-    let replaced = must(
-        store
-            .update_session_data(&expected, &SessionData::from(second.clone()), now_ms())
-            .await,
-        "update_session_data at version 1",
-    );
-    assert!(
-        replaced,
-        "a second update at the new version must answer Ok(true)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (&expected, second.clone(), now_ms()),
+        true,
+        "a second update at the new version",
+    )
+    .await;
     let expected = updated(&expected, &second);
     assert_eq!(expected.data_version, 2);
     assert_stored(store.as_ref(), &expected, "a record after two data updates").await;
@@ -118,31 +129,26 @@ pub async fn update_data_on_stale_version_changes_nothing(
     let record = live_record(&random_user_id("stale"), json!({ "v": 0 }));
     must(store.save_session(&record).await, "save_session");
     let winner = json!({ "v": "winner" });
-    assert!(
-        must(
-            store
-                .update_session_data(&record, &SessionData::from(winner.clone()), now_ms())
-                .await,
-            "update_session_data",
-        ),
-        "the first update at version 0 must answer Ok(true)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (&record, winner.clone(), now_ms()),
+        true,
+        "the first update at version 0",
+    )
+    .await;
     let expected = updated(&record, &winner);
     for (handle_version, label) in [(0, "stale"), (5, "ahead")] {
         let handle = SessionRecord {
             data_version: handle_version,
             ..record.clone()
         };
-        let answer = must(
-            store
-                .update_session_data(&handle, &SessionData::from(json!({ "v": label })), now_ms())
-                .await,
-            "update_session_data at another version",
-        );
-        assert!(
-            !answer,
-            "an update from version {handle_version} of a record at version 1 must answer Ok(false)"
-        );
+        assert_update_answers(
+            store.as_ref(),
+            (&handle, json!({ "v": label }), now_ms()),
+            false,
+            &format!("an update from version {handle_version} of a record at version 1"),
+        )
+        .await;
         assert_stored(
             store.as_ref(),
             &expected,
@@ -169,16 +175,13 @@ pub async fn update_data_on_missing_or_deleted_record_creates_nothing(
     must(store.save_session(&deleted).await, "save_session");
     must(store.delete_session(&deleted.id).await, "delete_session");
     for (record, label) in [(&never_saved, "never saved"), (&deleted, "deleted")] {
-        let answer = must(
-            store
-                .update_session_data(record, &SessionData::from(json!({ "ghost": 1 })), now_ms())
-                .await,
-            "update_session_data of a missing record",
-        );
-        assert!(
-            !answer,
-            "an update of a {label} record must answer Ok(false)"
-        );
+        assert_update_answers(
+            store.as_ref(),
+            (record, json!({ "ghost": 1 }), now_ms()),
+            false,
+            &format!("an update of a {label} record"),
+        )
+        .await;
         assert_absent(
             store.as_ref(),
             &record.id,
@@ -217,16 +220,13 @@ pub async fn update_data_on_record_expired_at_now_does_nothing(
         (record.expires_at + Duration::minutes(1), "a minute after"),
         (record.expires_at, "exactly at"),
     ] {
-        let answer = must(
-            store
-                .update_session_data(&record, &SessionData::from(json!({ "kept": false })), now)
-                .await,
-            "update_session_data with a later now",
-        );
-        assert!(
-            !answer,
-            "an update with `now` {label} the record's expiry must answer Ok(false)"
-        );
+        assert_update_answers(
+            store.as_ref(),
+            (&record, json!({ "kept": false }), now),
+            false,
+            &format!("an update with `now` {label} the record's expiry"),
+        )
+        .await;
         assert_stored(
             store.as_ref(),
             &record,
@@ -235,20 +235,17 @@ pub async fn update_data_on_record_expired_at_now_does_nothing(
         .await;
     }
     let just_before = json!({ "kept": "just before" });
-    let answer = must(
-        store
-            .update_session_data(
-                &record,
-                &SessionData::from(just_before.clone()),
-                record.expires_at - Duration::milliseconds(1),
-            )
-            .await,
-        "update_session_data with now a millisecond before expiry",
-    );
-    assert!(
-        answer,
-        "an update with `now` a millisecond before the expiry must answer Ok(true)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (
+            &record,
+            just_before.clone(),
+            record.expires_at - Duration::milliseconds(1),
+        ),
+        true,
+        "an update with `now` a millisecond before the expiry",
+    )
+    .await;
     assert_stored(
         store.as_ref(),
         &updated(&record, &just_before),
@@ -262,20 +259,13 @@ pub async fn update_data_on_record_expired_at_now_does_nothing(
         "save_session of an expired record",
     );
     wait_until_expired(std::slice::from_ref(&expired)).await;
-    let answer = must(
-        store
-            .update_session_data(
-                &expired,
-                &SessionData::from(json!({ "dead": false })),
-                now_ms(),
-            )
-            .await,
-        "update_session_data of an expired record",
-    );
-    assert!(
-        !answer,
-        "an update of an expired record must answer Ok(false)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (&expired, json!({ "dead": false }), now_ms()),
+        false,
+        "an update of an expired record",
+    )
+    .await;
     let fetched = must(store.fetch_session(&expired.id).await, "fetch_session");
     if let Some(fetched) = fetched {
         assert_eq!(
@@ -308,15 +298,13 @@ pub async fn update_data_leaves_other_records(
         must(store.save_session(record).await, "save_session");
     }
     let new = json!({ "who": "updated" });
-    assert!(
-        must(
-            store
-                .update_session_data(&target, &SessionData::from(new.clone()), now_ms())
-                .await,
-            "update_session_data",
-        ),
-        "an update of a live record at its version must answer Ok(true)"
-    );
+    assert_update_answers(
+        store.as_ref(),
+        (&target, new.clone(), now_ms()),
+        true,
+        "an update of a live record at its version",
+    )
+    .await;
     let target = updated(&target, &new);
     assert_stored(store.as_ref(), &target, "the updated record").await;
     assert_stored(store.as_ref(), &sibling, "the same user's other session").await;
