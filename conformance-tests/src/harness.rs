@@ -1,20 +1,26 @@
 //! Building blocks the cases share: random names, records with well-chosen times, a spy store,
 //! and assertions with messages that say which promise broke.
 
-use std::collections::BTreeMap;
+mod assertions;
+mod spy;
+
 use std::future::Future;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{
-    async_trait, ManualClock, Narvik, NarvikBuilder, NearCacheConfig, Result, SessionRecord,
-    SessionStore,
+    ManualClock, Narvik, NarvikBuilder, NearCacheConfig, Result, SessionRecord, SessionStore,
 };
 use serde_json::Value;
 use time::{Duration, OffsetDateTime};
 
 use crate::Capabilities;
+
+pub use assertions::{
+    assert_absent, assert_all_absent, assert_all_stored, assert_same_record, assert_same_set,
+    assert_stored, assert_user_lists, by_id, declared_absent,
+};
+pub use spy::{CallCounts, SpyStore};
 
 /// How far in the future a record that must expire during a case is saved, on stores that do
 /// not keep records saved already expired.
@@ -35,7 +41,7 @@ pub fn now_ms() -> OffsetDateTime {
 
 /// 16 random lowercase hex characters, to make names unique in a shared namespace.
 pub fn random_suffix() -> String {
-    hex(&rand::random::<[u8; 8]>())
+    hex::encode(rand::random::<[u8; 8]>())
 }
 
 /// A user id no other case (or run) uses: `label` followed by a random suffix.
@@ -45,11 +51,7 @@ pub fn random_user_id(label: &str) -> String {
 
 /// A random session id of the engine's shape (64 lowercase hex characters).
 pub fn random_session_id() -> String {
-    hex(&rand::random::<[u8; 32]>())
-}
-
-fn hex(bytes: &[u8]) -> String {
-    bytes.iter().map(|byte| format!("{byte:02x}")).collect()
+    hex::encode(rand::random::<[u8; 32]>())
 }
 
 /// A live record of `user_id` with `data`: created a minute ago, expiring in `expires_in`.
@@ -201,37 +203,6 @@ pub async fn save_expiring_soon(
     .collect()
 }
 
-/// Fetches every one of `records` from [`BULK_TASKS`] tasks and asserts the store holds each
-/// exactly as given.
-pub async fn assert_all_stored(
-    store: &Arc<dyn SessionStore>,
-    records: &[SessionRecord],
-    context: &str,
-) {
-    in_parallel(store, records, BULK_TASKS, |store, part| {
-        let context = context.to_owned();
-        async move {
-            for record in &part {
-                assert_stored(store.as_ref(), record, &context).await;
-            }
-        }
-    })
-    .await;
-}
-
-/// Fetches every one of `ids` from [`BULK_TASKS`] tasks and asserts the store has none of them.
-pub async fn assert_all_absent(store: &Arc<dyn SessionStore>, ids: &[String], context: &str) {
-    in_parallel(store, ids, BULK_TASKS, |store, part| {
-        let context = context.to_owned();
-        async move {
-            for id in &part {
-                assert_absent(store.as_ref(), id, &context).await;
-            }
-        }
-    })
-    .await;
-}
-
 /// The ids of `records`, in order.
 pub fn ids_of(records: &[SessionRecord]) -> Vec<String> {
     records.iter().map(|record| record.id.clone()).collect()
@@ -337,301 +308,6 @@ pub async fn race_delete_against<F, Fut, T>(
         &format!("the user listing after deletes raced {label}"),
     )
     .await;
-}
-
-/// Asserts that the store holds exactly `expected` under its id.
-#[track_caller]
-pub fn assert_same_record(actual: Option<&SessionRecord>, expected: &SessionRecord, context: &str) {
-    let Some(actual) = actual else {
-        panic!("{context}: record {} is missing", expected.id);
-    };
-    assert_eq!(actual.id, expected.id, "{context}: id differs");
-    assert_eq!(
-        actual.user_id, expected.user_id,
-        "{context}: user_id differs"
-    );
-    assert_eq!(
-        actual.expires_at, expected.expires_at,
-        "{context}: expires_at differs (it must round-trip to the millisecond)"
-    );
-    assert_eq!(
-        actual.created_at, expected.created_at,
-        "{context}: created_at differs (it must round-trip to the millisecond)"
-    );
-    assert_eq!(
-        actual.data, expected.data,
-        "{context}: data differs (it must round-trip as equal JSON, numbers keeping their kind)"
-    );
-    assert_eq!(
-        actual.lifetime, expected.lifetime,
-        "{context}: lifetime differs (the session's own lifetime must round-trip to the millisecond)"
-    );
-    assert_eq!(
-        actual.data_version, expected.data_version,
-        "{context}: data_version differs"
-    );
-}
-
-/// Fetches `expected.id` and asserts the store returns exactly `expected`.
-pub async fn assert_stored(store: &dyn SessionStore, expected: &SessionRecord, context: &str) {
-    let fetched = must(store.fetch_session(&expected.id).await, "fetch_session");
-    assert_same_record(fetched.as_ref(), expected, context);
-}
-
-/// Fetches `session_id` and asserts the store has no such record.
-pub async fn assert_absent(store: &dyn SessionStore, session_id: &str, context: &str) {
-    let fetched = must(store.fetch_session(session_id).await, "fetch_session");
-    assert!(
-        fetched.is_none(),
-        "{context}: record {session_id} should not exist, but fetch_session returned {fetched:?}"
-    );
-}
-
-/// Records keyed by id, for comparing listings whose order is unspecified.
-pub fn by_id(records: impl IntoIterator<Item = SessionRecord>) -> BTreeMap<String, SessionRecord> {
-    records
-        .into_iter()
-        .map(|record| (record.id.clone(), record))
-        .collect()
-}
-
-/// Asserts that a listing holds exactly `expected` (every field), each once, in any order.
-#[track_caller]
-pub fn assert_same_set(actual: Vec<SessionRecord>, expected: &[SessionRecord], context: &str) {
-    let actual_len = actual.len();
-    let actual = by_id(actual);
-    assert_eq!(
-        actual.len(),
-        actual_len,
-        "{context}: the listing returned a session more than once"
-    );
-    let expected = by_id(expected.iter().cloned());
-    let missing: Vec<&String> = expected
-        .keys()
-        .filter(|id| !actual.contains_key(*id))
-        .collect();
-    let extra: Vec<&SessionRecord> = actual
-        .values()
-        .filter(|record| !expected.contains_key(&record.id))
-        .collect();
-    assert!(
-        missing.is_empty() && extra.is_empty(),
-        "{context}: missing ids {missing:?}; unexpected records {extra:?}"
-    );
-    for (id, record) in &expected {
-        assert_same_record(actual.get(id), record, context);
-    }
-}
-
-/// How many times each store operation was called through a [`SpyStore`].
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CallCounts {
-    /// `save_session` calls.
-    pub save_session: u64,
-    /// `fetch_session` calls.
-    pub fetch_session: u64,
-    /// `update_session_expiry` calls.
-    pub update_session_expiry: u64,
-    /// `update_record_expiry` calls (the engine extends sessions through this one).
-    pub update_record_expiry: u64,
-    /// `delete_session` calls.
-    pub delete_session: u64,
-    /// `fetch_sessions_for_user` calls.
-    pub fetch_sessions_for_user: u64,
-    /// `delete_sessions_for_user` calls.
-    pub delete_sessions_for_user: u64,
-    /// `delete_all_expired_sessions` calls.
-    pub delete_all_expired_sessions: u64,
-    /// `update_session_data` calls.
-    pub update_session_data: u64,
-}
-
-impl CallCounts {
-    /// All calls together.
-    pub fn total(&self) -> u64 {
-        self.save_session
-            + self.fetch_session
-            + self.update_session_expiry
-            + self.update_record_expiry
-            + self.delete_session
-            + self.fetch_sessions_for_user
-            + self.delete_sessions_for_user
-            + self.delete_all_expired_sessions
-            + self.update_session_data
-    }
-}
-
-/// A store that forwards every call to another and counts them, to prove what the engine
-/// does (and does not) ask of a store.
-pub struct SpyStore {
-    inner: Arc<dyn SessionStore>,
-    counters: [AtomicU64; 9],
-}
-
-impl SpyStore {
-    /// A spy in front of `inner`, with every count at zero.
-    pub fn new(inner: Arc<dyn SessionStore>) -> Arc<Self> {
-        Arc::new(Self {
-            inner,
-            counters: Default::default(),
-        })
-    }
-
-    /// The counts so far.
-    pub fn calls(&self) -> CallCounts {
-        let read = |index: usize| self.counters[index].load(Ordering::SeqCst);
-        CallCounts {
-            save_session: read(0),
-            fetch_session: read(1),
-            update_session_expiry: read(2),
-            delete_session: read(3),
-            fetch_sessions_for_user: read(4),
-            delete_sessions_for_user: read(5),
-            delete_all_expired_sessions: read(6),
-            update_record_expiry: read(7),
-            update_session_data: read(8),
-        }
-    }
-
-    fn count(&self, index: usize) {
-        self.counters[index].fetch_add(1, Ordering::SeqCst);
-    }
-}
-
-#[async_trait]
-impl SessionStore for SpyStore {
-    fn capabilities(&self) -> narvik_core::Capabilities {
-        self.inner.capabilities()
-    }
-    fn subscribe_invalidations(
-        &self,
-    ) -> Option<narvik_core::invalidation::InvalidationSubscription> {
-        self.inner.subscribe_invalidations()
-    }
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.count(0);
-        self.inner.save_session(record).await
-    }
-    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        self.count(1);
-        self.inner.fetch_session(session_id).await
-    }
-    async fn update_session_expiry(
-        &self,
-        session_id: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        self.count(2);
-        self.inner
-            .update_session_expiry(session_id, expires_at)
-            .await
-    }
-    async fn update_record_expiry(
-        &self,
-        record: &SessionRecord,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        // The inner store's own default forwards to its `update_session_expiry`, which the
-        // spy does not see: each engine call counts once, here.
-        self.count(7);
-        self.inner.update_record_expiry(record, expires_at).await
-    }
-    async fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.count(3);
-        self.inner.delete_session(session_id).await
-    }
-    async fn fetch_sessions_for_user(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SessionRecord>> {
-        self.count(4);
-        self.inner.fetch_sessions_for_user(user_id, now).await
-    }
-    async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        self.count(5);
-        self.inner.delete_sessions_for_user(user_id).await
-    }
-    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
-        self.count(6);
-        self.inner.delete_all_expired_sessions(now).await
-    }
-    async fn update_session_data(
-        &self,
-        record: &SessionRecord,
-        data: &narvik_core::SessionData,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        self.count(8);
-        self.inner.update_session_data(record, data, now).await
-    }
-}
-
-/// When `capabilities` declare `operation` absent, calls it and asserts the typed
-/// unsupported error, then returns true (the case has nothing more to check). Returns false
-/// when the operation is declared present.
-pub async fn declared_absent(
-    store: &dyn SessionStore,
-    capabilities: Capabilities,
-    operation: narvik_core::OptionalOperation,
-) -> bool {
-    use narvik_core::OptionalOperation as Op;
-    if capabilities.supports(operation) {
-        return false;
-    }
-    let user_id = random_user_id("unsupported");
-    match operation {
-        Op::FetchSessionsForUser => {
-            crate::assert_unsupported(
-                store.fetch_sessions_for_user(&user_id, now_ms()).await,
-                operation,
-            );
-        }
-        Op::DeleteSessionsForUser => {
-            crate::assert_unsupported(store.delete_sessions_for_user(&user_id).await, operation);
-        }
-        Op::DeleteAllExpiredSessions => {
-            crate::assert_unsupported(store.delete_all_expired_sessions(now_ms()).await, operation);
-        }
-        Op::UpdateSessionData => {
-            // A live record, so that only the missing call can explain an answer other
-            // than `Ok(true)`; it must stay exactly as saved.
-            let record = live_record(&user_id, serde_json::json!({ "before": true }));
-            must(store.save_session(&record).await, "save_session");
-            let data = narvik_core::SessionData::from(serde_json::json!({ "after": true }));
-            crate::assert_unsupported(
-                store.update_session_data(&record, &data, now_ms()).await,
-                operation,
-            );
-            assert_stored(
-                store,
-                &record,
-                "a record after an unsupported update_session_data",
-            )
-            .await;
-        }
-        other => panic!("this suite does not know the optional operation `{other}`"),
-    }
-    true
-}
-
-/// Asserts that `user_id`'s listing holds exactly `expected`, when the store declares the
-/// listing; a store without it is checked by the other means of the calling case.
-pub async fn assert_user_lists(
-    store: &dyn SessionStore,
-    capabilities: Capabilities,
-    user_id: &str,
-    expected: &[SessionRecord],
-    context: &str,
-) {
-    if !capabilities.fetch_sessions_for_user {
-        return;
-    }
-    let listed = must(
-        store.fetch_sessions_for_user(user_id, now_ms()).await,
-        "fetch_sessions_for_user",
-    );
-    assert_same_set(listed, expected, context);
 }
 
 tokio::task_local! {

@@ -160,7 +160,7 @@ macro_rules! store_tests {
 /// Generates the engine and data-update cases again, each engine fronted by a near cache of
 /// `config` (a [`NearCacheConfig`](narvik_core::NearCacheConfig)): the cached setup keeps every
 /// promise the plain one makes. Call it in a test file of its own (the test names are the
-/// cases' names), with the same factory as [`store_tests!`].
+/// cases' names), with the same factory as [`store_tests!`](crate::store_tests!).
 ///
 /// ```ignore
 /// // tests/conformance_near_cache.rs of a store that pushes invalidations

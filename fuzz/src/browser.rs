@@ -1,3 +1,5 @@
+// Over 400 lines in one file: a reference model written from RFC 6265bis in the RFC's order, to
+// be read against it; narvik-core's and narvik-axum's tests include it whole with `#[path]`.
 //! A small reference model of how a browser handles cookies (RFC 6265bis: section 5.6 parsing a
 //! `Set-Cookie` string, 5.7 the storage model with the `__Secure-` / `__Host-` prefix rules,
 //! 5.8.3 writing the `Cookie` header), written from the RFC without looking at narvik's parser,

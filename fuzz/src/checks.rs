@@ -1,3 +1,5 @@
+// Over 400 lines in one file: the one definition of each parser property, which the fuzz
+// targets and narvik-core's property tests (through `#[path]`) both include whole.
 //! The properties of narvik's parsers, as functions that panic when one fails. The fuzz
 //! targets call them on arbitrary input; narvik-core's property tests (through `#[path]`) call
 //! the very same functions on proptest's input, so fuzzing and the stable tests check one

@@ -7,9 +7,14 @@ use http::{header, HeaderValue, StatusCode};
 /// A failure of the session engine or its store, as a handler sees it.
 ///
 /// It turns into a response with a generic body: `503 Service Unavailable` for store failures
-/// (the store is down, a record no longer decodes), `500` for programming errors (additional
-/// data that does not serialise). The cause is logged with `tracing` at error level and never
-/// sent to the client.
+/// (the store is down or past its deadline) and for a record that no longer decodes as `D`
+/// when a handler's call reads one (a device in [`devices`](crate::SessionHandle::devices),
+/// the re-read of a data update), `500` for programming errors (additional data that does not
+/// serialise). The cause is logged with `tracing` at error level and never sent to the client.
+///
+/// The request's own session record never gets here when it does not decode: the layer logs
+/// it and runs the request signed out, leaving the cookie and the record alone (see
+/// [`NarvikLayer`](crate::NarvikLayer)).
 #[derive(Debug, thiserror::Error)]
 #[error(transparent)]
 pub struct SessionError(#[from] pub narvik_core::Error);

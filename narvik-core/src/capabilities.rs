@@ -10,7 +10,9 @@ pub enum ExpiredFetch {
     /// and treats the token as invalid. The SQL stores do this.
     Returned,
     /// The store hides it (its server expires records by itself, like Redis `PX`, or its query
-    /// filters on the wall clock): `fetch_session` returns `None`.
+    /// filters on the wall clock): `fetch_session` returns `None`, and the record stays stored
+    /// until the purge or the server's TTL removes it. The memory, Redis and MongoDB stores do
+    /// this.
     Hidden,
 }
 

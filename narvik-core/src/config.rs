@@ -41,11 +41,16 @@ pub struct NarvikConfig {
     /// An optional absolute cap: no session lives past `created_at + absolute_lifetime`,
     /// however often it is used.
     pub absolute_lifetime: Option<Duration>,
-    /// An optional cap on live sessions per user. Creating one more evicts that user's oldest
-    /// sessions (by `created_at`) first. Needs a store that declares per-user listing: the
-    /// builder rejects the cap otherwise. The cap is enforced before each
-    /// save, not atomically with it: concurrent sign-ins of one user can briefly exceed it by
-    /// the number of racing creates; the next create brings the user back under it.
+    /// An optional cap on live sessions per user. Needs a store that declares per-user
+    /// listing: the builder rejects the cap otherwise.
+    ///
+    /// The engine enforces it after the save: once a new session (or a rotation's
+    /// replacement) is stored, it lists the user's live sessions and deletes the oldest (by
+    /// `created_at`) beyond the cap, never the new one. So a failed save costs no device its
+    /// session, and a failed eviction fails the create, whose new session is then deleted
+    /// (best effort). Saving and evicting are not one atomic step: while sign-ins of one user
+    /// race, that user briefly holds more sessions than the cap, and each create, listing
+    /// after its own save, evicts the excess it sees.
     pub max_sessions_per_user: Option<NonZeroUsize>,
     /// The session cookie.
     pub cookie: CookieConfig,
@@ -151,7 +156,8 @@ impl<D> NarvikBuilder<D> {
         self
     }
 
-    /// A cap on live sessions per user; the oldest are evicted to make room.
+    /// A cap on live sessions per user: once a new session is saved, the user's oldest beyond
+    /// the cap are evicted (see [`NarvikConfig::max_sessions_per_user`]).
     pub fn max_sessions_per_user(mut self, cap: NonZeroUsize) -> Self {
         self.config.max_sessions_per_user = Some(cap);
         self
@@ -240,6 +246,17 @@ impl<D> NarvikBuilder<D> {
 
     /// The clock the engine reads (default the system clock); tests pass a
     /// [`ManualClock`](crate::ManualClock).
+    ///
+    /// The store needs no clock of its own for what the engine decides: this clock judges
+    /// every fetched record's expiry, extension and absolute cap, and the engine hands its
+    /// `now` to the store for per-user listing (`fetch_sessions_for_user`), the purge
+    /// (`delete_all_expired_sessions`) and data updates (`update_session_data`). The required
+    /// calls carry no `now`, and there each store keeps to the wall clock (or its server's
+    /// TTL): `update_session_expiry` / `update_record_expiry` leave a record alone once it has
+    /// expired by the wall clock, and a store that hides expired records
+    /// ([`ExpiredFetch::Hidden`](crate::ExpiredFetch::Hidden): memory, Redis, MongoDB) hides
+    /// them from `fetch_session` by the wall clock. A clock running behind the wall clock
+    /// therefore does not keep a session alive on such a store past its wall-clock expiry.
     pub fn clock(mut self, clock: Arc<dyn Clock>) -> Self {
         self.clock = clock;
         self

@@ -101,7 +101,8 @@ impl CookiePrefix {
 pub struct CookieConfig {
     /// The cookie name, without the prefix set in `prefix`.
     pub name: String,
-    /// `Max-Age`; `None` means the session lifetime.
+    /// `Max-Age`; `None` means the session lifetime. Sent in whole seconds, any fraction of a
+    /// second dropped (1.9 s is sent as `Max-Age=1`).
     pub max_age: Option<Duration>,
     /// Sends the cookie without `Max-Age`, so the browser drops it when it closes (a
     /// browser-session cookie). The server-side lifetime still applies, and a session created
@@ -281,7 +282,9 @@ pub struct Cookie {
     pub name: String,
     /// The cookie value: the token, or empty for the blank cookie.
     pub value: String,
-    /// `Max-Age` in whole seconds; `None` leaves the attribute out (a browser-session cookie).
+    /// `Max-Age` in whole seconds: the lifetime or configured max age with any fraction of a
+    /// second dropped (the cookie equals the TypeScript original's byte for byte when that
+    /// duration is whole seconds). `None` leaves the attribute out (a browser-session cookie).
     pub max_age_seconds: Option<i64>,
     /// The `Domain` attribute.
     pub domain: Option<String>,

@@ -16,11 +16,13 @@ fn not_json(error: serde_json::Error) -> Error {
 
 /// The additional data of a stored session: JSON, in whichever form the store has at hand.
 ///
-/// A store that keeps parsed values (memory, a document database) hands out a shared
-/// [`serde_json::Value`]; a store that reads bytes (Redis, a text column) hands out the JSON
-/// text it read, unparsed. Either way the engine decodes the application's type straight from
-/// it, so a validation parses the data once, into the type the application asked for, and
-/// never through an intermediate tree. Cloning is cheap in both forms (a shared pointer).
+/// A store that keeps parsed values (a document database) hands out a shared
+/// [`serde_json::Value`]; a store that keeps or reads text (memory, Redis, a SQL column read
+/// as text: SQLite, MySQL, PostgreSQL's `jsonb`) hands out the JSON text, unparsed.
+/// Either way the engine decodes the application's type straight from it: text is parsed
+/// once, into the type the application asked for, with no [`serde_json::Value`] built in
+/// between; a value is decoded from the store's own tree, borrowed. Cloning is cheap in both
+/// forms (a shared pointer).
 ///
 /// Text from a store is checked when it is decoded: text that is not JSON makes
 /// [`SessionData::decode`] fail (the engine reports that as [`Error::CorruptRecord`]) and

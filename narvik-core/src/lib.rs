@@ -1,4 +1,5 @@
 #![doc = include_str!("../README.md")]
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -10,6 +11,7 @@ mod data;
 pub mod deadline;
 mod engine;
 pub mod error;
+mod forward;
 pub mod invalidation;
 pub mod near_cache;
 pub mod purge;
@@ -31,3 +33,9 @@ pub use purge::PurgeTask;
 pub use session::{Session, SessionRecord};
 pub use store::SessionStore;
 pub use token::SessionToken;
+
+/// What [`forward_session_store!`] expands to needs, reachable from any crate.
+#[doc(hidden)]
+pub mod __private {
+    pub use time::OffsetDateTime;
+}

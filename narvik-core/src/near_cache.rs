@@ -1,3 +1,5 @@
+// Over 400 lines in one file: one cache, whose entries, generation counters and push listener
+// share its private `Shared` state. (The rest is its unit tests.)
 //! The near cache: decoded sessions kept in process memory in front of any store, so that a
 //! validation of an unchanged session costs neither a round trip nor a JSON decode.
 //!

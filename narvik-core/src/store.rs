@@ -9,8 +9,9 @@ use crate::error::{Error, OptionalOperation, Result};
 use crate::invalidation::InvalidationSubscription;
 use crate::session::SessionRecord;
 
-/// Where sessions live. narvik ships stores for memory, PostgreSQL, Redis and MongoDB; any
-/// other store implements this trait and proves it with the `narvik-conformance` suite.
+/// Where sessions live. narvik ships stores for memory, PostgreSQL, SQLite, MySQL / MariaDB,
+/// Redis and MongoDB; any other store implements this trait and proves it with the
+/// `narvik-conformance` suite.
 ///
 /// The trait is object safe, so the engine holds an `Arc<dyn SessionStore>`, and stores never
 /// see the application's data type: additional data arrives as JSON in [`SessionRecord::data`].
@@ -179,56 +180,13 @@ pub trait SessionStore: Send + Sync + 'static {
     }
 }
 
-#[async_trait]
-impl<S: SessionStore + ?Sized> SessionStore for std::sync::Arc<S> {
-    fn capabilities(&self) -> Capabilities {
-        (**self).capabilities()
-    }
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        (**self).save_session(record).await
-    }
-    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        (**self).fetch_session(session_id).await
-    }
-    async fn update_session_expiry(
-        &self,
-        session_id: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        (**self).update_session_expiry(session_id, expires_at).await
-    }
-    async fn update_record_expiry(
-        &self,
-        record: &SessionRecord,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        (**self).update_record_expiry(record, expires_at).await
-    }
-    async fn delete_session(&self, session_id: &str) -> Result<()> {
-        (**self).delete_session(session_id).await
-    }
-    async fn fetch_sessions_for_user(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SessionRecord>> {
-        (**self).fetch_sessions_for_user(user_id, now).await
-    }
-    async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        (**self).delete_sessions_for_user(user_id).await
-    }
-    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
-        (**self).delete_all_expired_sessions(now).await
-    }
-    async fn update_session_data(
-        &self,
-        record: &SessionRecord,
-        data: &SessionData,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        (**self).update_session_data(record, data, now).await
-    }
-    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
-        (**self).subscribe_invalidations()
+crate::forward_session_store! {
+    impl[S: SessionStore + ?Sized] SessionStore for std::sync::Arc<S> {
+        inner = |this| &**this;
+        forward = [
+            capabilities, save_session, fetch_session, update_session_expiry, update_record_expiry,
+            delete_session, fetch_sessions_for_user, delete_sessions_for_user,
+            delete_all_expired_sessions, update_session_data, subscribe_invalidations,
+        ];
     }
 }

@@ -78,20 +78,8 @@ pub fn is_well_formed(candidate: &str) -> bool {
 /// Lowercase hex SHA-256 of the token's UTF-8 bytes: the id a store sees. A leaked store yields
 /// ids, never tokens.
 pub fn session_id_from_token(token: &str) -> String {
-    let digest = Sha256::digest(token.as_bytes());
-    // Filled as bytes and turned into a String once: this runs on every request.
-    let mut hex = [0u8; 64];
-    for (pair, byte) in hex.chunks_exact_mut(2).zip(digest) {
-        pair[0] = HEX_DIGITS[usize::from(byte >> 4)];
-        pair[1] = HEX_DIGITS[usize::from(byte & 0x0f)];
-    }
-    // Hex digits are ASCII, so this never takes the fallback.
-    std::str::from_utf8(&hex)
-        .map(str::to_owned)
-        .unwrap_or_default()
+    hex::encode(Sha256::digest(token.as_bytes()))
 }
-
-const HEX_DIGITS: &[u8; 16] = b"0123456789abcdef";
 
 /// RFC 4648 base32, lower-case alphabet, no padding (as the original's
 /// `encodeBase32LowerCaseNoPadding`).

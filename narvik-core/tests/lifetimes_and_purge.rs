@@ -6,11 +6,9 @@ mod common;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use async_trait::async_trait;
 use common::{engine, MapStore};
 use narvik_core::{
-    Capabilities, Error, ManualClock, Narvik, OptionalOperation, Result, SessionData,
-    SessionRecord, SessionStore,
+    Error, ManualClock, Narvik, OptionalOperation, Result, SessionData, SessionRecord, SessionStore,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -170,30 +168,19 @@ async fn a_data_update_from_a_stale_session_reapplies_the_change_to_the_current_
 /// A store that always loses the compare: every attempt conflicts.
 struct AlwaysConflicting(MapStore);
 
-#[async_trait]
-impl SessionStore for AlwaysConflicting {
-    fn capabilities(&self) -> Capabilities {
-        self.0.capabilities()
-    }
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.0.save_session(record).await
-    }
-    async fn fetch_session(&self, id: &str) -> Result<Option<SessionRecord>> {
-        self.0.fetch_session(id).await
-    }
-    async fn update_session_expiry(&self, id: &str, at: OffsetDateTime) -> Result<()> {
-        self.0.update_session_expiry(id, at).await
-    }
-    async fn delete_session(&self, id: &str) -> Result<()> {
-        self.0.delete_session(id).await
-    }
-    async fn update_session_data(
-        &self,
-        _: &SessionRecord,
-        _: &SessionData,
-        _: OffsetDateTime,
-    ) -> Result<bool> {
-        Ok(false)
+narvik_core::forward_session_store! {
+    impl SessionStore for AlwaysConflicting {
+        inner = |this| &this.0;
+        forward = [capabilities, save_session, fetch_session, update_session_expiry, delete_session];
+
+        async fn update_session_data(
+            &self,
+            _: &SessionRecord,
+            _: &SessionData,
+            _: OffsetDateTime,
+        ) -> Result<bool> {
+            Ok(false)
+        }
     }
 }
 
@@ -225,19 +212,10 @@ async fn a_data_update_that_keeps_losing_is_a_typed_conflict_after_its_attempts(
 /// The original's four calls only.
 struct RequiredOnly(MapStore);
 
-#[async_trait]
-impl SessionStore for RequiredOnly {
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.0.save_session(record).await
-    }
-    async fn fetch_session(&self, id: &str) -> Result<Option<SessionRecord>> {
-        self.0.fetch_session(id).await
-    }
-    async fn update_session_expiry(&self, id: &str, at: OffsetDateTime) -> Result<()> {
-        self.0.update_session_expiry(id, at).await
-    }
-    async fn delete_session(&self, id: &str) -> Result<()> {
-        self.0.delete_session(id).await
+narvik_core::forward_session_store! {
+    impl SessionStore for RequiredOnly {
+        inner = |this| &this.0;
+        forward = [save_session, fetch_session, update_session_expiry, delete_session];
     }
 }
 

@@ -8,12 +8,11 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration as StdDuration;
 
-use async_trait::async_trait;
 use common::MapStore;
 use narvik_core::invalidation::{InvalidationHub, InvalidationSubscription};
 use narvik_core::{
     Capabilities, CreatedSession, Error, ManualClock, Narvik, NearCacheConfig, Result, SessionData,
-    SessionRecord, SessionStore,
+    SessionRecord,
 };
 use time::{Duration, OffsetDateTime};
 
@@ -33,42 +32,37 @@ impl PushingStore {
     }
 }
 
-#[async_trait]
-impl SessionStore for PushingStore {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities {
-            pushes_invalidations: true,
-            ..self.map.capabilities()
+narvik_core::forward_session_store! {
+    impl SessionStore for PushingStore {
+        inner = |this| &this.map;
+        forward = [save_session, fetch_session, update_session_expiry];
+
+        fn capabilities(&self) -> Capabilities {
+            Capabilities {
+                pushes_invalidations: true,
+                ..self.map.capabilities()
+            }
         }
-    }
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.map.save_session(record).await
-    }
-    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        self.map.fetch_session(session_id).await
-    }
-    async fn update_session_expiry(&self, id: &str, expires_at: OffsetDateTime) -> Result<()> {
-        self.map.update_session_expiry(id, expires_at).await
-    }
-    async fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.map.delete_session(session_id).await?;
-        self.hub.invalidate([session_id.to_owned()]);
-        Ok(())
-    }
-    async fn update_session_data(
-        &self,
-        record: &SessionRecord,
-        data: &SessionData,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        let replaced = self.map.update_session_data(record, data, now).await?;
-        if replaced {
-            self.hub.invalidate([record.id.clone()]);
+        async fn delete_session(&self, session_id: &str) -> Result<()> {
+            self.map.delete_session(session_id).await?;
+            self.hub.invalidate([session_id.to_owned()]);
+            Ok(())
         }
-        Ok(replaced)
-    }
-    fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
-        Some(self.hub.subscribe())
+        async fn update_session_data(
+            &self,
+            record: &SessionRecord,
+            data: &SessionData,
+            now: OffsetDateTime,
+        ) -> Result<bool> {
+            let replaced = self.map.update_session_data(record, data, now).await?;
+            if replaced {
+                self.hub.invalidate([record.id.clone()]);
+            }
+            Ok(replaced)
+        }
+        fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
+            Some(self.hub.subscribe())
+        }
     }
 }
 

@@ -1,3 +1,5 @@
+// Over 400 lines in one file: the demo's routes and the password-check, refusal and flash
+// helpers every one of them goes through, read together as one small application.
 //! The demo's routes. Every state-changing form is a `POST` that carries the session's CSRF
 //! token; the origin check in front of the router refuses cross-site ones before they get here.
 //! Every password check (sign-in, and the confirmation before "sign out all other devices")

@@ -1,3 +1,4 @@
+// Over 400 lines only with its unit tests (`mod tests`); the code above them is under 400.
 #![doc = include_str!("../README.md")]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
@@ -364,6 +365,13 @@ impl Demo {
         .await
     }
 }
+
+/// The workspace README's examples, compiled and run as this crate's doc tests: the demo
+/// depends on every crate they use, and it is never published, so a file outside its package
+/// is no problem here.
+#[doc = include_str!("../../README.md")]
+#[cfg(doctest)]
+pub struct WorkspaceReadmeDoctests;
 
 #[cfg(test)]
 mod tests {

@@ -1,3 +1,6 @@
+// Over 400 lines in one file: the three failure tables and the known-address set live in the
+// throttle's one private `State` behind one lock, and an attempt updates them together. (The
+// unit tests are a third of the file.)
 //! Throttling of failed password checks (ASVS 5.0 V6.3.1), built so that an attacker cannot
 //! turn it into a lockout of the account's owner.
 //!

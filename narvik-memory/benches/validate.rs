@@ -73,7 +73,7 @@ fn data(n: usize) -> Data {
         ),
         cart: vec![(n % 9_973) as u32, 120_044, 7, 31_337],
         last_ip: format!("10.{}.{}.{}", n % 250, (n / 250) % 250, n % 7),
-        beta: n % 2 == 0,
+        beta: n.is_multiple_of(2),
     }
 }
 

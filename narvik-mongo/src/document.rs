@@ -1,3 +1,4 @@
+// Over 400 lines only with its unit tests (`mod tests`); the code above them is under 400.
 //! The shape of a session document and the lossless JSON <-> BSON mapping of its data.
 //!
 //! ```text

@@ -1,3 +1,6 @@
+// Over 400 lines in one file: one change-stream listener, whose driving by hand (`aggregate`,
+// `getMore`, kill on loss) and health reporting share its private state. (The rest is its
+// unit tests.)
 //! Invalidations pushed through a change stream on the sessions collection, for the engine's
 //! near cache (see the crate's "Pushed invalidations" section).
 //!

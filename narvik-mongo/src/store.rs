@@ -1,3 +1,5 @@
+// Over 400 lines in one file, half of them docs: the store type, its constructors and its calls,
+// which all go through the private fields and the `bounded` deadline helper defined with it.
 //! [`MongoStore`]: the [`SessionStore`] on a MongoDB collection.
 
 use std::future::Future;

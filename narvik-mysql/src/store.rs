@@ -1,3 +1,5 @@
+// Over 400 lines in one file: every call of the store beside the one SQL statement it runs
+// (built in `statements`), so that each can be checked against the other.
 //! [`MySqlStore`]: the storage contract, one statement per call.
 
 use std::sync::Arc;
@@ -236,6 +238,7 @@ impl MySqlStore {
     /// no longer than the acquire timeout; the migration itself has no deadline (on a large
     /// table an index takes its time).
     #[cfg(feature = "migrate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
         let config = &self.inner.config;

@@ -129,11 +129,7 @@ impl PostgresConfig {
             return readable;
         }
         let digest = Sha256::digest(format!("{}.{}", self.schema, self.table));
-        let hex: String = digest[..16]
-            .iter()
-            .map(|byte| format!("{byte:02x}"))
-            .collect();
-        format!("narvik#{hex}")
+        format!("narvik#{}", hex::encode(&digest[..16]))
     }
 
     /// `"schema"."<table><suffix>"`, for the migrations bookkeeping table.

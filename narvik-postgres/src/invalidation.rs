@@ -1,3 +1,6 @@
+// Over 400 lines in one file: one `LISTEN` task, whose connection, heartbeat and trigger check
+// share its private state, and the parser of the payloads it hears. (The rest is its unit
+// tests.)
 //! Pushed invalidations for the engine's near cache: migration 3's trigger `NOTIFY`s every
 //! change a cached copy must not outlive, and one `LISTEN` connection per store hears them.
 //!
@@ -440,7 +443,9 @@ pub(crate) fn parse(payload: &str) -> Payload {
     let mut ids = Vec::new();
     for item in payload.split(',') {
         let id = match item.strip_prefix('%') {
-            Some(hex) => decode_hex(hex).and_then(|bytes| String::from_utf8(bytes).ok()),
+            Some(hex) => hex::decode(hex)
+                .ok()
+                .and_then(|bytes| String::from_utf8(bytes).ok()),
             // The trigger writes these in hex; seen plain, the payload is not the trigger's.
             None if item.is_empty() || item == "*" || item.contains('%') => None,
             None => Some(item.to_owned()),
@@ -451,19 +456,6 @@ pub(crate) fn parse(payload: &str) -> Payload {
         }
     }
     Payload::Sessions(ids)
-}
-
-fn decode_hex(hex: &str) -> Option<Vec<u8>> {
-    if !hex.len().is_multiple_of(2) {
-        return None;
-    }
-    hex.as_bytes()
-        .chunks_exact(2)
-        .map(|pair| {
-            let digit = |byte: u8| char::from(byte).to_digit(16);
-            u8::try_from(digit(pair[0])? * 16 + digit(pair[1])?).ok()
-        })
-        .collect()
 }
 
 #[cfg(test)]

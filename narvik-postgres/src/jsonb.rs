@@ -1,5 +1,6 @@
 //! Session data as a `jsonb` parameter, written so that what Postgres keeps reads back as the
-//! same JSON value: numbers of the same kind with the same bits, strings byte for byte.
+//! same JSON value: numbers of the same kind with the same bits, strings byte for byte; and
+//! read back from a `jsonb` column as the server's JSON text, unparsed ([`JsonbText`]).
 //!
 //! `jsonb` keeps every number as `numeric`, which keeps the decimal value and its count of
 //! fractional digits (its display scale) but not its spelling. Two spellings serde_json
@@ -30,8 +31,8 @@ use serde::Serialize as _;
 use serde_json::ser::{CharEscape, CompactFormatter, Formatter};
 use sqlx::encode::IsNull;
 use sqlx::error::BoxDynError;
-use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo};
-use sqlx::{Encode, Postgres, Type};
+use sqlx::postgres::{PgArgumentBuffer, PgTypeInfo, PgValueFormat, PgValueRef};
+use sqlx::{Decode, Encode, Postgres, Type};
 
 /// The version byte that opens `jsonb`'s binary format; the JSON text follows it.
 const JSONB_FORMAT_VERSION: u8 = 1;
@@ -80,6 +81,37 @@ impl Encode<'_, Postgres> for JsonbParam {
 
     fn size_hint(&self) -> usize {
         self.0.len()
+    }
+}
+
+/// Session data read from a `jsonb` column: the JSON text its binary format carries after the
+/// version byte, handed on unparsed ([`SessionData::from_json_text`]), so that the engine
+/// parses it once, straight into the application's type, with no `serde_json::Value` built
+/// in between. A column of any other type does not decode (a corrupt record).
+pub(crate) struct JsonbText(pub(crate) SessionData);
+
+impl Type<Postgres> for JsonbText {
+    fn type_info() -> PgTypeInfo {
+        <serde_json::Value as Type<Postgres>>::type_info()
+    }
+
+    fn compatible(ty: &PgTypeInfo) -> bool {
+        *ty == Self::type_info()
+    }
+}
+
+impl Decode<'_, Postgres> for JsonbText {
+    fn decode(value: PgValueRef<'_>) -> std::result::Result<Self, BoxDynError> {
+        let bytes = value.as_bytes()?;
+        let text = match value.format() {
+            PgValueFormat::Binary => match bytes.split_first() {
+                Some((&JSONB_FORMAT_VERSION, text)) => text,
+                _ => return Err("unsupported jsonb binary format version".into()),
+            },
+            PgValueFormat::Text => bytes,
+        };
+        let text = std::str::from_utf8(text)?;
+        Ok(Self(SessionData::from_json_text(text)))
     }
 }
 

@@ -1,3 +1,5 @@
+// Over 400 lines in one file: every call of the store beside the one SQL statement it runs
+// (built in `statements`), so that each can be checked against the other.
 //! [`PostgresStore`]: the storage contract, one statement per call.
 
 use std::sync::Arc;
@@ -23,7 +25,7 @@ use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 use crate::config::PostgresConfig;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
 use crate::invalidation::{self, Listener};
-use crate::jsonb::JsonbParam;
+use crate::jsonb::{JsonbParam, JsonbText};
 
 /// A narvik session store on PostgreSQL.
 ///
@@ -283,6 +285,7 @@ impl PostgresStore {
     /// acquire timeout; the migration itself has no deadline (and no `statement_timeout`: on a
     /// large table an index takes its time).
     #[cfg(feature = "migrate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
         let config = &self.inner.config;
@@ -467,10 +470,8 @@ fn record_from_row(operation: &'static str, row: &PgRow) -> Result<SessionRecord
         user_id: row.try_get("user_id").map_err(decode)?,
         expires_at: row.try_get("expires_at").map_err(decode)?,
         created_at: row.try_get("created_at").map_err(decode)?,
-        data: row
-            .try_get::<serde_json::Value, _>("data")
-            .map_err(decode)?
-            .into(),
+        // The server's JSON text, unparsed: the engine parses it once, into `D`.
+        data: row.try_get::<JsonbText, _>("data").map_err(decode)?.0,
         lifetime: lifetime_from_column(row.try_get("lifetime_ms").map_err(decode)?)?,
         data_version: data_version_from_column(row.try_get("data_version").map_err(decode)?)?,
     })

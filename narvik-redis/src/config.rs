@@ -221,6 +221,7 @@ impl RedisStoreBuilder {
     /// connection to every primary (found through the given nodes), with their credentials and
     /// TLS.
     #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub async fn connect_cluster<T: IntoConnectionInfo>(
         self,
         nodes: impl IntoIterator<Item = T>,
@@ -271,6 +272,7 @@ impl RedisStoreBuilder {
     /// operation within the acquire timeout, as [`RedisStoreBuilder::from_pool`]), pushing no
     /// invalidations (it does not know the pool's nodes).
     #[cfg(feature = "cluster")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "cluster")))]
     pub fn from_cluster_pool(self, pool: deadpool_redis::cluster::Pool) -> Result<RedisStore> {
         let keys = KeySpace::new(&self.prefix)?;
         Ok(self.store(Backend::ClusterPool(pool, self.acquire_timeout), keys, None))

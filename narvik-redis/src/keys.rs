@@ -62,7 +62,7 @@ impl KeySpace {
     pub(crate) fn index(&self, user_id: &str) -> String {
         let mut key = String::with_capacity(self.index.len() + 1 + 2 * user_id.len());
         key.push_str(&self.index);
-        push_hex(&mut key, user_id.as_bytes());
+        key.push_str(&hex::encode(user_id));
         key.push('}');
         key
     }
@@ -78,7 +78,9 @@ impl KeySpace {
     /// ours (it is then just dropped).
     pub(crate) fn parse_queue_member<'m>(&self, member: &'m str) -> Option<QueueEntry<'m>> {
         let (hex_user, session_id) = member.split_once(':')?;
-        let user_id = String::from_utf8(unhex(hex_user)?).ok()?;
+        let mut user_id = vec![0_u8; hex_user.len() / 2];
+        decode_lower_hex(hex_user.as_bytes(), &mut user_id)?;
+        let user_id = String::from_utf8(user_id).ok()?;
         Some(QueueEntry {
             index: self.index(&user_id),
             user_id,
@@ -105,7 +107,7 @@ impl KeySpace {
     /// A queue member: `HEX(USER_ID):SESSION_ID` (hex has no `:`, so it splits back).
     pub(crate) fn queue_member(&self, user_id: &str, session_id: &str) -> String {
         let mut member = String::with_capacity(2 * user_id.len() + 1 + session_id.len());
-        push_hex(&mut member, user_id.as_bytes());
+        member.push_str(&hex::encode(user_id));
         member.push(':');
         member.push_str(session_id);
         member
@@ -123,30 +125,16 @@ pub(crate) struct QueueEntry<'m> {
     pub(crate) session_id: &'m str,
 }
 
-fn unhex(hex: &str) -> Option<Vec<u8>> {
-    fn nibble(digit: u8) -> Option<u8> {
-        match digit {
-            b'0'..=b'9' => Some(digit - b'0'),
-            b'a'..=b'f' => Some(digit - b'a' + 10),
-            _ => None,
-        }
-    }
-    let digits = hex.as_bytes();
-    if !digits.len().is_multiple_of(2) {
+/// Decodes lowercase hex (as `hex::encode` writes it) into `out`; `None` for anything else,
+/// capitals included, so that a member or a header field has exactly one spelling.
+pub(crate) fn decode_lower_hex(digits: &[u8], out: &mut [u8]) -> Option<()> {
+    if !digits
+        .iter()
+        .all(|digit| matches!(digit, b'0'..=b'9' | b'a'..=b'f'))
+    {
         return None;
     }
-    digits
-        .chunks_exact(2)
-        .map(|pair| Some((nibble(pair[0])? << 4) | nibble(pair[1])?))
-        .collect()
-}
-
-fn push_hex(out: &mut String, bytes: &[u8]) {
-    const DIGITS: &[u8; 16] = b"0123456789abcdef";
-    for byte in bytes {
-        out.push(char::from(DIGITS[usize::from(byte >> 4)]));
-        out.push(char::from(DIGITS[usize::from(byte & 0xf)]));
-    }
+    hex::decode_to_slice(digits, out).ok()
 }
 
 #[cfg(test)]

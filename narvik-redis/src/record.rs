@@ -25,6 +25,8 @@ use std::time::{SystemTime, UNIX_EPOCH};
 
 use time::OffsetDateTime;
 
+use crate::keys::decode_lower_hex;
+
 /// Bytes before the user id in an "n1" record; the scripts (`scripts/lib.lua`) use the same
 /// constant.
 pub(crate) const HEADER_LEN_N1: usize = 42;
@@ -167,17 +169,14 @@ pub(crate) fn decode(session_id: &str, value: &[u8]) -> Result<Decoded> {
     Ok(Decoded { record, expires_ms })
 }
 
-/// A fixed-width field of lowercase hex digits (as written by [`time_field`]).
+/// A fixed-width field of lowercase hex digits (as written by [`time_field`]), at most 16.
 fn hex_field(field: &[u8]) -> Option<u64> {
-    // By hand: this runs three times per fetch, and `from_str_radix` needs a UTF-8 check first.
-    field.iter().try_fold(0_u64, |number, &digit| {
-        let nibble = match digit {
-            b'0'..=b'9' => digit - b'0',
-            b'a'..=b'f' => digit - b'a' + 10,
-            _ => return None,
-        };
-        Some((number << 4) | u64::from(nibble))
-    })
+    // From the bytes: this runs three times per fetch, and `from_str_radix` needs a UTF-8 check
+    // first.
+    let mut number = [0_u8; 8];
+    let start = number.len().checked_sub(field.len() / 2)?;
+    decode_lower_hex(field, &mut number[start..])?;
+    Some(u64::from_be_bytes(number))
 }
 
 fn from_unix_ms(ms: i64) -> Option<OffsetDateTime> {

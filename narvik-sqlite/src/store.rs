@@ -321,6 +321,7 @@ impl SqliteStore {
     /// `busy_timeout`). Waits for a connection no longer than the acquire timeout; the
     /// migration itself has no call deadline (an index on a large table takes its time).
     #[cfg(feature = "migrate")]
+    #[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
     pub async fn migrate(&self) -> Result<()> {
         const OPERATION: &str = "migrate";
         let config = &self.inner.config;

@@ -8,6 +8,7 @@
 //! names and knobs; [`columns`] reads and writes the lifetime and data-version columns; `migrate` (feature `migrate`) keeps the migrations bookkeeping. The SQL and
 //! everything a database does its own way stay in each store.
 
+#![cfg_attr(docsrs, feature(doc_cfg))]
 #![forbid(unsafe_code)]
 #![deny(missing_docs)]
 
@@ -15,6 +16,7 @@ pub mod columns;
 pub mod config;
 pub mod error;
 #[cfg(feature = "migrate")]
+#[cfg_attr(docsrs, doc(cfg(feature = "migrate")))]
 pub mod migrate;
 mod pool;
 mod statements;

@@ -3,7 +3,7 @@
 //!
 //! A store that pages its reads or batches its deletes (a `LIMIT 1000`, a cursor's first
 //! batch, a `SCAN` without its continuation, a delete of the first N ids) passes every small
-//! case and fails these. They save from [`BULK_TASKS`](crate::harness::BULK_TASKS) concurrent
+//! case and fails these. They save from [`BULK_TASKS`] concurrent
 //! tasks so that slow servers get through them in seconds.
 
 use std::sync::Arc;

@@ -733,7 +733,7 @@ impl SessionStore for ReferenceStore {
             deadline = Some(stored.expires_at);
         }
         if self.has(Bug::DropsSomeSaves)
-            && (self.saves.fetch_add(1, Ordering::SeqCst) + 1) % 97 == 0
+            && (self.saves.fetch_add(1, Ordering::SeqCst) + 1).is_multiple_of(97)
         {
             return Ok(());
         }
@@ -1232,22 +1232,9 @@ impl SessionStore for ReferenceStore {
 #[derive(Default)]
 pub struct RequiredOnlyStore(ReferenceStore);
 
-#[async_trait]
-impl SessionStore for RequiredOnlyStore {
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.0.save_session(record).await
-    }
-    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        self.0.fetch_session(session_id).await
-    }
-    async fn update_session_expiry(
-        &self,
-        session_id: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        self.0.update_session_expiry(session_id, expires_at).await
-    }
-    async fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.0.delete_session(session_id).await
+narvik_core::forward_session_store! {
+    impl SessionStore for RequiredOnlyStore {
+        inner = |this| &this.0;
+        forward = [save_session, fetch_session, update_session_expiry, delete_session];
     }
 }

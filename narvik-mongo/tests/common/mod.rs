@@ -2,7 +2,7 @@
 //!
 //! The server is found in this order:
 //! 1. `NARVIK_TEST_MONGO_URL` (scripts/test.sh sets it, starting SecantusDB if needed);
-//! 2. with the `containers` feature and a reachable Docker engine, a reusable testcontainers
+//! 2. with `NARVIK_TEST_CONTAINERS=1` and a reachable Docker engine, a reusable testcontainers
 //!    `mongo` named `narvik-test-mongo` (kept running between runs; `docker rm -f
 //!    narvik-test-mongo` removes it);
 //! 3. the local default, `mongodb://127.0.0.1:27017`.
@@ -38,8 +38,8 @@ pub const LOCAL_DEFAULT_URL: &str = "mongodb://127.0.0.1:27017";
 const STALE_AFTER: Duration = Duration::from_secs(3600);
 
 const HOW_TO_PROVIDE: &str = "set NARVIK_TEST_MONGO_URL=mongodb://HOST:PORT, run scripts/test.sh \
-     (it installs and starts SecantusDB, a MongoDB wire-protocol server, under .build/), or enable \
-     the `containers` feature with a reachable Docker engine";
+     (it installs and starts SecantusDB, a MongoDB wire-protocol server, under .build/), or set \
+     NARVIK_TEST_CONTAINERS=1 with a reachable Docker engine";
 
 /// The URL of the test server (resolved once per test process).
 pub fn server_url() -> String {
@@ -200,11 +200,14 @@ async fn resolve_url() -> Result<String, String> {
             return Ok(url);
         }
     }
-    #[cfg(feature = "containers")]
-    match container_url().await {
-        Ok(url) => return Ok(url),
-        Err(error) => {
-            eprintln!("narvik-mongo tests: no Docker MongoDB ({error}); trying {LOCAL_DEFAULT_URL}")
+    if containers_requested() {
+        match container_url().await {
+            Ok(url) => return Ok(url),
+            Err(error) => {
+                eprintln!(
+                    "narvik-mongo tests: no Docker MongoDB ({error}); trying {LOCAL_DEFAULT_URL}"
+                )
+            }
         }
     }
     ping(LOCAL_DEFAULT_URL)
@@ -229,10 +232,15 @@ async fn ping(url: &str) -> Result<(), String> {
         .map_err(|e| e.to_string())
 }
 
+/// Whether the run asks for a testcontainers server (`NARVIK_TEST_CONTAINERS=1`): opt-in, so
+/// that a machine with Docker still tests against its local server by default.
+fn containers_requested() -> bool {
+    std::env::var_os("NARVIK_TEST_CONTAINERS").is_some_and(|value| value == "1")
+}
+
 /// Starts (or reuses) a `mongo` container. Reusable: the Rust test harness has no global
 /// teardown, so a container per process would be left behind by every run; one named,
 /// reused container is left behind once.
-#[cfg(feature = "containers")]
 async fn container_url() -> Result<String, String> {
     use testcontainers::{runners::AsyncRunner, ImageExt, ReuseDirective};
     use testcontainers_modules::mongo::Mongo;

@@ -2,7 +2,7 @@
 //!
 //! Where the server comes from, in order:
 //! 1. `NARVIK_TEST_POSTGRES_URL`;
-//! 2. with the `containers` feature and a reachable Docker engine, a reusable testcontainers
+//! 2. with `NARVIK_TEST_CONTAINERS=1` and a reachable Docker engine, a reusable testcontainers
 //!    Postgres named `narvik-test-postgres` (kept running between runs; `docker rm -f
 //!    narvik-test-postgres` removes it);
 //! 3. the local default, `postgres://postgres@127.0.0.1:5432/test`.
@@ -33,8 +33,8 @@ pub const LOCAL_DEFAULT_URL: &str = "postgres://postgres@127.0.0.1:5432/test";
 const POOL_SIZE: u32 = 4;
 
 const HOW_TO_PROVIDE: &str = "set NARVIK_TEST_POSTGRES_URL=postgres://USER@HOST:PORT/DB, run \
-     scripts/test.sh (it starts or installs a local Postgres), or enable the `containers` \
-     feature with a reachable Docker engine";
+     scripts/test.sh (it starts or installs a local Postgres), or set NARVIK_TEST_CONTAINERS=1 \
+     with a reachable Docker engine";
 
 struct Harness {
     url: String,
@@ -113,12 +113,13 @@ async fn resolve_url() -> Result<String, String> {
             return Ok(url);
         }
     }
-    #[cfg(feature = "containers")]
-    match container_url().await {
-        Ok(url) => return Ok(url),
-        Err(error) => eprintln!(
-            "narvik-postgres tests: no Docker Postgres ({error}); trying {LOCAL_DEFAULT_URL}"
-        ),
+    if containers_requested() {
+        match container_url().await {
+            Ok(url) => return Ok(url),
+            Err(error) => eprintln!(
+                "narvik-postgres tests: no Docker Postgres ({error}); trying {LOCAL_DEFAULT_URL}"
+            ),
+        }
     }
     let reachable = tokio::time::timeout(
         Duration::from_secs(5),
@@ -139,10 +140,15 @@ async fn resolve_url() -> Result<String, String> {
     }
 }
 
+/// Whether the run asks for a testcontainers server (`NARVIK_TEST_CONTAINERS=1`): opt-in, so
+/// that a machine with Docker still tests against its local server by default.
+fn containers_requested() -> bool {
+    std::env::var_os("NARVIK_TEST_CONTAINERS").is_some_and(|value| value == "1")
+}
+
 /// Starts (or reuses) a Postgres container. Reusable: the Rust test harness has no global
 /// teardown, so a container per process would be left behind by every run; one named,
 /// reused container is left behind once.
-#[cfg(feature = "containers")]
 async fn container_url() -> Result<String, String> {
     use testcontainers::{runners::AsyncRunner, ImageExt, ReuseDirective};
     use testcontainers_modules::postgres::Postgres;

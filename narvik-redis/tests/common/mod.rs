@@ -1,7 +1,7 @@
 //! Test servers and fresh stores for narvik-redis's tests.
 //!
-//! Single node: `NARVIK_TEST_REDIS_URL`; else (feature `containers`, Docker reachable) a
-//! testcontainers Redis; else the local default 127.0.0.1:6379. Cluster:
+//! Single node: `NARVIK_TEST_REDIS_URL`; else (`NARVIK_TEST_CONTAINERS=1`, Docker reachable)
+//! a testcontainers Redis; else the local default 127.0.0.1:6379. Cluster:
 //! `NARVIK_TEST_REDIS_CLUSTER_URLS` (scripts/test.sh starts a local one). Nothing found: the
 //! test panics saying how to provide one; it never skips.
 #![allow(dead_code)]
@@ -24,9 +24,10 @@ pub async fn single_url() -> String {
     if let Ok(url) = std::env::var("NARVIK_TEST_REDIS_URL") {
         return url;
     }
-    #[cfg(feature = "containers")]
-    if let Some(url) = containers::url().await {
-        return url;
+    if containers::requested() {
+        if let Some(url) = containers::url().await {
+            return url;
+        }
     }
     if tokio::net::TcpStream::connect("127.0.0.1:6379")
         .await
@@ -36,7 +37,7 @@ pub async fn single_url() -> String {
     }
     panic!(
         "no Redis for narvik-redis's tests: set NARVIK_TEST_REDIS_URL, run scripts/test.sh \
-         (starts or installs a local redis-server), enable the `containers` feature with a \
+         (starts or installs a local redis-server), set NARVIK_TEST_CONTAINERS=1 with a \
          Docker engine, or start redis-server on 127.0.0.1:6379"
     );
 }
@@ -88,7 +89,6 @@ pub async fn admin(url: &str) -> narvik_redis::redis::aio::MultiplexedConnection
         .unwrap_or_else(|error| panic!("cannot connect to Redis at {url}: {error}"))
 }
 
-#[cfg(feature = "containers")]
 mod containers {
     use std::sync::OnceLock;
 
@@ -99,6 +99,12 @@ mod containers {
     /// Kept for the whole test binary (testcontainers' reaper removes it afterwards).
     static CONTAINER: OnceLock<ContainerAsync<Redis>> = OnceLock::new();
     static URL: tokio::sync::OnceCell<Option<String>> = tokio::sync::OnceCell::const_new();
+
+    /// Whether the run asks for a testcontainers server (`NARVIK_TEST_CONTAINERS=1`): opt-in,
+    /// so that a machine with Docker still tests against its local server by default.
+    pub fn requested() -> bool {
+        std::env::var_os("NARVIK_TEST_CONTAINERS").is_some_and(|value| value == "1")
+    }
 
     fn docker_reachable() -> bool {
         std::env::var_os("DOCKER_HOST").is_some()
@@ -159,7 +165,7 @@ pub mod shared {
 
     /// Lowercase hex of a user id, as in the index key names.
     pub fn hex(text: &str) -> String {
-        text.bytes().map(|b| format!("{b:02x}")).collect()
+        hex::encode(text)
     }
 
     /// The index key of a user (the layout the README documents).
