@@ -46,6 +46,12 @@ async fn wait_past(at: OffsetDateTime) {
     }
 }
 
+/// The record `id` of `store`, which must be there (a store error or a missing record fails
+/// the test).
+async fn live(store: &MemoryStore, id: &str) -> SessionRecord {
+    store.fetch_session(id).await.expect("fetch").expect("live")
+}
+
 fn ids(records: &[SessionRecord]) -> Vec<&str> {
     let mut ids: Vec<_> = records.iter().map(|r| r.id.as_str()).collect();
     ids.sort_unstable();
@@ -244,11 +250,7 @@ async fn update_moves_the_expiry_index_and_never_creates() {
         0,
         "the old expiry must be gone"
     );
-    let fetched = store
-        .fetch_session("a")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "a").await;
     assert_eq!(fetched.expires_at, now + Duration::hours(1));
     assert_eq!(store.fetch_session("ghost").await.expect("fetch"), None);
     assert_eq!(store.len(), 1);
@@ -307,11 +309,7 @@ async fn data_update_replaces_the_data_and_bumps_the_version_only() {
         .update_session_data(&saved, &new_data, now)
         .await
         .expect("update"));
-    let fetched = store
-        .fetch_session("a")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "a").await;
     let mut expected = saved.clone();
     expected.data = new_data.clone();
     expected.data_version = 1;
@@ -331,11 +329,7 @@ async fn data_update_replaces_the_data_and_bumps_the_version_only() {
         .update_session_data(&fetched, &SessionData::default(), now)
         .await
         .expect("update"));
-    let fetched = store
-        .fetch_session("a")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "a").await;
     assert_eq!(fetched.data_version, 2);
     assert_eq!(fetched.data.to_json_text().expect("json"), "null");
     // Expiry, lifetime and the user index are untouched.
@@ -377,11 +371,7 @@ async fn data_update_never_creates_nor_revives() {
         .update_session_data(&saved, &data, at_expiry + Duration::hours(1))
         .await
         .expect("expired"));
-    let raw = store
-        .fetch_session("a")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let raw = live(&store, "a").await;
     assert_eq!(raw, saved, "a refused update changes nothing");
     assert!(store
         .update_session_data(&saved, &data, at_expiry - Duration::milliseconds(1))
@@ -431,11 +421,7 @@ async fn concurrent_data_updates_at_one_version_have_one_winner() {
         winners.extend(task.await.expect("task"));
     }
     assert_eq!(winners.len(), 1, "winners: {winners:?}");
-    let fetched = store
-        .fetch_session("a")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "a").await;
     assert_eq!(fetched.data_version, 1);
     assert_eq!(
         fetched.data.to_value().expect("json").into_owned(),
@@ -917,11 +903,7 @@ async fn times_are_kept_to_the_millisecond_over_the_whole_range() {
     let mut sub_ms = record("fine", "alice", fine + Duration::nanoseconds(999_999));
     sub_ms.created_at = fine + Duration::microseconds(1);
     store.save_session(&sub_ms).await.expect("save");
-    let fetched = store
-        .fetch_session("fine")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "fine").await;
     assert_eq!((fetched.expires_at, fetched.created_at), (fine, fine));
     store.assert_consistent();
 }
@@ -937,11 +919,7 @@ async fn data_is_kept_as_compact_json_text() {
     let mut saved = record("value", "alice", later);
     saved.data = value.clone().into();
     store.save_session(&saved).await.expect("save");
-    let fetched = store
-        .fetch_session("value")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "value").await;
     assert!(
         matches!(
             fetched.data.to_json_text(),
@@ -958,11 +936,7 @@ async fn data_is_kept_as_compact_json_text() {
     let mut null = record("null", "alice", later);
     null.data = SessionData::default();
     store.save_session(&null).await.expect("save");
-    let fetched = store
-        .fetch_session("null")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "null").await;
     assert_eq!(fetched.data, serde_json::Value::Null);
     assert_eq!(fetched.data.decode::<()>().ok(), Some(()));
 
@@ -970,11 +944,7 @@ async fn data_is_kept_as_compact_json_text() {
     let mut text = record("text", "alice", later);
     text.data = SessionData::from_json_text(spaced);
     store.save_session(&text).await.expect("save");
-    let fetched = store
-        .fetch_session("text")
-        .await
-        .expect("fetch")
-        .expect("live");
+    let fetched = live(&store, "text").await;
     assert_eq!(fetched.data.to_json_text().expect("text"), spaced);
     store.assert_consistent();
 }
