@@ -81,7 +81,8 @@ macro_rules! __for_each_case {
                 engine_data_update_after_invalidate_is_none,
                 own_lifetime_session_slides_by_its_own_lifetime;
             capabilities:
-                declared_capabilities_match_the_calls;
+                declared_capabilities_match_the_calls,
+                the_store_names_itself;
             concurrency:
                 concurrent_saves_of_distinct_ids_all_land,
                 concurrent_saves_of_same_id_exactly_one_wins,
@@ -121,9 +122,25 @@ macro_rules! __for_each_case {
 /// Generates the conformance tests for a store: one `#[tokio::test]` per case, named after
 /// the case, each on a fresh store.
 ///
-/// ```ignore
+/// ```
+/// # use narvik_core::{async_trait, Result, SessionRecord, SessionStore};
+/// # use time::OffsetDateTime;
+/// # struct MyStore;
+/// # #[async_trait]
+/// # impl SessionStore for MyStore {
+/// #     async fn save_session(&self, _: &SessionRecord) -> Result<()> { Ok(()) }
+/// #     async fn fetch_session(&self, _: &str) -> Result<Option<SessionRecord>> { Ok(None) }
+/// #     async fn update_session_expiry(&self, _: &str, _: OffsetDateTime) -> Result<()> { Ok(()) }
+/// #     async fn delete_session(&self, _: &str) -> Result<()> { Ok(()) }
+/// # }
+/// # impl MyStore { async fn connect_fresh_namespace() -> Self { MyStore } }
 /// // tests/conformance.rs of a store crate
 /// narvik_conformance::store_tests!(async { MyStore::connect_fresh_namespace().await });
+/// # fn main() {
+/// #     // Only `cargo test` compiles the generated tests: check the factory as they use it.
+/// #     use narvik_conformance::__private::into_store;
+/// #     let _ = async { into_store(async { MyStore::connect_fresh_namespace().await }.await) };
+/// # }
 /// ```
 ///
 /// The first argument is an expression of a future (usually an `async` block) evaluated and
@@ -162,12 +179,29 @@ macro_rules! store_tests {
 /// promise the plain one makes. Call it in a test file of its own (the test names are the
 /// cases' names), with the same factory as [`store_tests!`](crate::store_tests!).
 ///
-/// ```ignore
+/// ```
+/// # use narvik_core::{async_trait, Result, SessionRecord, SessionStore};
+/// # use time::OffsetDateTime;
+/// # struct MyStore;
+/// # #[async_trait]
+/// # impl SessionStore for MyStore {
+/// #     async fn save_session(&self, _: &SessionRecord) -> Result<()> { Ok(()) }
+/// #     async fn fetch_session(&self, _: &str) -> Result<Option<SessionRecord>> { Ok(None) }
+/// #     async fn update_session_expiry(&self, _: &str, _: OffsetDateTime) -> Result<()> { Ok(()) }
+/// #     async fn delete_session(&self, _: &str) -> Result<()> { Ok(()) }
+/// # }
+/// # impl MyStore { async fn connect_fresh_namespace() -> Self { MyStore } }
 /// // tests/conformance_near_cache.rs of a store that pushes invalidations
 /// narvik_conformance::near_cache_tests!(
 ///     async { MyStore::connect_fresh_namespace().await },
 ///     narvik_core::NearCacheConfig::pushed()
 /// );
+/// # fn main() {
+/// #     // Only `cargo test` compiles the generated tests: check both arguments as they use them.
+/// #     use narvik_conformance::__private::into_store;
+/// #     let _ = async { into_store(async { MyStore::connect_fresh_namespace().await }.await) };
+/// #     let _: narvik_core::NearCacheConfig = narvik_core::NearCacheConfig::pushed();
+/// # }
 /// ```
 #[macro_export]
 macro_rules! near_cache_tests {

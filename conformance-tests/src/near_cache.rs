@@ -2,13 +2,28 @@
 //! two engines, each over its own store handle (its own connections) on the same server, as
 //! two instances of an app. A store crate calls these from its own tests, with its server.
 //!
-//! ```ignore
+//! ```no_run
+//! # use std::sync::Arc;
+//! # use narvik_core::SessionStore;
+//! # /// Two handles (two connection pools) on one fresh namespace of the store's server.
+//! # async fn two_handles_on_one_fresh_namespace(
+//! # ) -> (Arc<dyn SessionStore>, Arc<dyn SessionStore>) {
+//! #     unimplemented!("connect twice to the store's server")
+//! # }
 //! // tests/near_cache.rs of a store crate
+//! # // Outside `cargo test` rustc drops a `#[test]` function unchecked: the attribute is
+//! # // commented out here so that the body is type-checked, and `main` runs it as the test would.
+//! # /*
 //! #[tokio::test(flavor = "multi_thread")]
+//! # */
 //! async fn revocations_reach_the_other_instance() {
 //!     let (a, b) = two_handles_on_one_fresh_namespace().await;
 //!     narvik_conformance::near_cache::revocations_reach_the_other_instance(a, b).await;
 //! }
+//! # fn main() {
+//! #     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build();
+//! #     runtime.expect("a tokio runtime").block_on(revocations_reach_the_other_instance());
+//! # }
 //! ```
 
 use std::future::Future;
@@ -165,8 +180,8 @@ pub async fn revocations_reach_the_other_instance(
         let first = cached_on_both(&a, &b, &user).await;
         let second = cached_on_both(&a, &b, &user).await;
         must(
-            a.delete_sessions_for_user(&user).await,
-            "delete_sessions_for_user",
+            a.invalidate_sessions_for_user(&user).await,
+            "invalidate_sessions_for_user",
         );
         for created in [first, second] {
             slowest = slowest

@@ -578,6 +578,10 @@ const REJECTED: &[(Bug, &[Case])] = &[
             case!(scale::delete_expired_5000_among_live_counts_exactly),
         ],
     ),
+    (
+        Bug::NameBreaksLogLines,
+        &[case!(capabilities::the_store_names_itself)],
+    ),
 ];
 
 /// Broken stores that no case of the suite rejects, with the case that should. Kept out of

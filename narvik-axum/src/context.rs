@@ -7,7 +7,7 @@ use narvik_core::{Narvik, Session, SessionToken};
 use tokio::sync::OnceCell;
 
 use crate::csrf::CsrfKey;
-use crate::SessionData;
+use crate::AdditionalData;
 
 /// What the layer must do to the session cookie once the handler has answered.
 #[derive(Clone, Default)]
@@ -75,7 +75,7 @@ impl<D> Clone for SessionContext<D> {
     }
 }
 
-impl<D: SessionData> SessionContext<D> {
+impl<D: AdditionalData> SessionContext<D> {
     /// Validates the request's token (extending its session when due) on the first call, and
     /// returns that outcome on every call.
     pub(crate) async fn validate(&self) -> Result<(), ValidationFailure> {

@@ -11,7 +11,7 @@ use narvik_core::Session;
 
 use crate::context::SessionContext;
 use crate::error::plain_response;
-use crate::SessionData;
+use crate::AdditionalData;
 
 pub use handle::SessionHandle;
 
@@ -55,7 +55,7 @@ impl IntoResponse for SessionRejection {
 
 /// The request's session context, validated: the first extractor of a request makes the one
 /// store call, every later one reads its outcome.
-async fn context<D: SessionData>(parts: &Parts) -> Result<SessionContext<D>, SessionRejection> {
+async fn context<D: AdditionalData>(parts: &Parts) -> Result<SessionContext<D>, SessionRejection> {
     let context = parts
         .extensions
         .get::<SessionContext<D>>()
@@ -88,7 +88,7 @@ impl<D> std::ops::Deref for CurrentSession<D> {
     }
 }
 
-impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for CurrentSession<D> {
+impl<S: Send + Sync, D: AdditionalData> FromRequestParts<S> for CurrentSession<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -97,7 +97,7 @@ impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for CurrentSession<D> {
     }
 }
 
-impl<S: Send + Sync, D: SessionData> OptionalFromRequestParts<S> for CurrentSession<D> {
+impl<S: Send + Sync, D: AdditionalData> OptionalFromRequestParts<S> for CurrentSession<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Option<Self>, Self::Rejection> {
@@ -110,7 +110,7 @@ impl<S: Send + Sync, D: SessionData> OptionalFromRequestParts<S> for CurrentSess
 #[derive(Debug, Clone)]
 pub struct MaybeSession<D = ()>(pub Option<Session<D>>);
 
-impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for MaybeSession<D> {
+impl<S: Send + Sync, D: AdditionalData> FromRequestParts<S> for MaybeSession<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {

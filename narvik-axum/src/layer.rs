@@ -17,7 +17,7 @@ use tower_service::Service;
 
 use crate::context::{CookieChange, SessionContext, State};
 use crate::csrf::CsrfKey;
-use crate::SessionData;
+use crate::AdditionalData;
 
 /// Adds narvik sessions to every request of the service it wraps.
 ///
@@ -144,7 +144,7 @@ where
     ReqBody: Send + 'static,
     ResBody: http_body::Body<Data = Bytes> + Send + 'static,
     ResBody::Error: Into<axum::BoxError>,
-    D: SessionData,
+    D: AdditionalData,
 {
     type Response = Response;
     type Error = S::Error;
@@ -209,7 +209,7 @@ fn joined_cookie_header(headers: &HeaderMap) -> String {
 }
 
 /// Appends the `Set-Cookie` the handler's outcome calls for, if any.
-fn write_cookie<D: SessionData>(context: &SessionContext<D>, headers: &mut HeaderMap) {
+fn write_cookie<D: AdditionalData>(context: &SessionContext<D>, headers: &mut HeaderMap) {
     let (change, session) = context.cookie_change();
     let (cookie, carries_token) = match change {
         CookieChange::Keep => return,

@@ -17,16 +17,18 @@ pub use layer::{NarvikLayer, NarvikService};
 pub use narvik_core;
 pub use web::web_builder;
 
-/// What a session's additional data must be to travel through the layer: a serde type that
-/// can be cloned into each extractor and shared across threads. `()` when there is none.
+/// What a session's additional data (the `D` of `Session<D>`, the original Narvik's
+/// "additional session data") must be to travel through the layer: a serde type that can be
+/// cloned into each extractor and shared across threads. `()` when there is none.
 ///
-/// Implemented for every type that qualifies.
-pub trait SessionData:
+/// Implemented for every type that qualifies. Not to be confused with
+/// [`narvik_core::SessionData`], the data's stored JSON text that stores read and write.
+pub trait AdditionalData:
     serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
 {
 }
 
-impl<T> SessionData for T where
+impl<T> AdditionalData for T where
     T: serde::Serialize + serde::de::DeserializeOwned + Clone + Send + Sync + 'static
 {
 }

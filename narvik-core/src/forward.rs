@@ -11,7 +11,7 @@
 ///   a field, an `Arc<dyn SessionStore>`, `**this` of a smart pointer).
 /// - `before = |this, operation| EXPR;` (optional) runs before each forwarded `async` call,
 ///   with the call's name as a `&'static str` (`"save_session"`), to count calls, say.
-///   `capabilities` and `subscribe_invalidations` forward without it.
+///   `capabilities`, `store_name` and `subscribe_invalidations` forward without it.
 /// - `forward = [...];` lists the calls to forward, by their names in the trait. A call
 ///   listed there and written below too is a compile error (defined twice), and so is a name
 ///   that is no call of the trait.
@@ -35,7 +35,7 @@
 ///         inner = |this| &this.inner;
 ///         before = |this, _operation| this.calls.fetch_add(1, Ordering::Relaxed);
 ///         forward = [
-///             capabilities, fetch_session, update_session_expiry, update_record_expiry,
+///             capabilities, store_name, fetch_session, update_session_expiry, update_record_expiry,
 ///             delete_session, fetch_sessions_for_user, delete_sessions_for_user,
 ///             delete_all_expired_sessions, update_session_data, subscribe_invalidations,
 ///         ];
@@ -91,6 +91,22 @@ macro_rules! __forward_session_store {
                 fn capabilities(&self) -> $crate::Capabilities {
                     let $this = self;
                     ($inner).capabilities()
+                }
+            ]
+            [$($rest)*]
+            $impl
+        }
+    };
+    (
+        @calls ($this:ident, $inner:expr, $hook:tt) [$($done:tt)*]
+        [store_name $($rest:ident)*] $impl:tt
+    ) => {
+        $crate::__forward_session_store! {
+            @calls ($this, $inner, $hook)
+            [$($done)*
+                fn store_name(&self) -> &'static str {
+                    let $this = self;
+                    ($inner).store_name()
                 }
             ]
             [$($rest)*]

@@ -17,6 +17,7 @@ pub mod near_cache;
 pub mod purge;
 pub mod session;
 pub mod store;
+mod store_calls;
 pub mod time_util;
 pub mod token;
 

@@ -9,6 +9,7 @@ use tracing::Instrument;
 use crate::clock::Clock;
 use crate::error::{Error, Result};
 use crate::store::SessionStore;
+use crate::store_calls::{error_outcome, TracedStore};
 use crate::time_util::truncate_to_millis;
 
 /// The first wait after a failed purge; it doubles on each failure in a row, up to the interval.
@@ -73,7 +74,7 @@ async fn run(store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>, interval: Dura
             deleted = tracing::field::Empty,
             outcome = tracing::field::Empty
         );
-        let purged = store
+        let purged = TracedStore::new(&*store)
             .delete_all_expired_sessions(now)
             .instrument(span.clone())
             .await;
@@ -86,7 +87,7 @@ async fn run(store: Arc<dyn SessionStore>, clock: Arc<dyn Clock>, interval: Dura
                 wait = jittered(interval);
             }
             Err(error) => {
-                span.record("outcome", "error");
+                span.record("outcome", error_outcome(&error));
                 span.in_scope(|| {
                     tracing::warn!(%error, retry_in = ?backoff, "purge of expired sessions failed")
                 });

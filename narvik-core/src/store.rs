@@ -71,6 +71,13 @@ pub trait SessionStore: Send + Sync + 'static {
         Capabilities::REQUIRED_ONLY
     }
 
+    /// A short name for this store, the `store` field of the span the engine opens around each
+    /// of its calls (`"postgres"`, `"memory"`). The default is the implementing type's path; a
+    /// wrapper that forwards its calls usually forwards this too.
+    fn store_name(&self) -> &'static str {
+        std::any::type_name::<Self>()
+    }
+
     /// Inserts a new record.
     ///
     /// If a record with the same id exists, fails with [`Error::DuplicateId`] and changes
@@ -184,7 +191,7 @@ crate::forward_session_store! {
     impl[S: SessionStore + ?Sized] SessionStore for std::sync::Arc<S> {
         inner = |this| &**this;
         forward = [
-            capabilities, save_session, fetch_session, update_session_expiry, update_record_expiry,
+            capabilities, store_name, save_session, fetch_session, update_session_expiry, update_record_expiry,
             delete_session, fetch_sessions_for_user, delete_sessions_for_user,
             delete_all_expired_sessions, update_session_data, subscribe_invalidations,
         ];

@@ -30,12 +30,29 @@ impl PushingStore {
         store.hub.subscribed();
         store
     }
+
+    /// The ids of the stored records `matching` picks: what a bulk delete is about to remove.
+    fn ids_where(&self, matching: impl Fn(&SessionRecord) -> bool) -> Vec<String> {
+        let records = self.map.records();
+        records
+            .values()
+            .filter(|record| matching(record))
+            .map(|record| record.id.clone())
+            .collect()
+    }
 }
 
+// Every call of the map's declaration: reads and extensions (which a push may leave out) go
+// straight to the map, and each call that deletes or changes a record pushes its id. A bulk
+// delete pushes the ids it was about to remove; pushing one that a racing call removed first
+// only costs the cache a re-read.
 narvik_core::forward_session_store! {
     impl SessionStore for PushingStore {
         inner = |this| &this.map;
-        forward = [save_session, fetch_session, update_session_expiry];
+        forward = [
+            store_name, save_session, fetch_session, update_session_expiry, update_record_expiry,
+            fetch_sessions_for_user,
+        ];
 
         fn capabilities(&self) -> Capabilities {
             Capabilities {
@@ -47,6 +64,18 @@ narvik_core::forward_session_store! {
             self.map.delete_session(session_id).await?;
             self.hub.invalidate([session_id.to_owned()]);
             Ok(())
+        }
+        async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
+            let ids = self.ids_where(|record| record.user_id == user_id);
+            self.map.delete_sessions_for_user(user_id).await?;
+            self.hub.invalidate(ids);
+            Ok(())
+        }
+        async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
+            let ids = self.ids_where(|record| record.is_expired(now));
+            let deleted = self.map.delete_all_expired_sessions(now).await?;
+            self.hub.invalidate(ids);
+            Ok(deleted)
         }
         async fn update_session_data(
             &self,

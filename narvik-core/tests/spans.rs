@@ -64,6 +64,14 @@ fn spans_carry_the_short_id_and_outcome_never_the_token() {
                 .await
                 .expect("rotate")
                 .expect("live");
+            let failing = Arc::new(MapStore {
+                fail_purges: true,
+                ..MapStore::default()
+            });
+            let failed = engine(failing, Arc::clone(&clock))
+                .delete_all_expired_sessions()
+                .await;
+            assert!(failed.is_err(), "the failing store's purge succeeded");
             (
                 rotated.token.as_str().to_owned() + created.token.as_str(),
                 created.session.id,
@@ -89,6 +97,22 @@ fn spans_carry_the_short_id_and_outcome_never_the_token() {
         assert!(text.contains(outcome), "no {outcome} in:\n{text}");
     }
     assert!(text.contains(&session_id[..8]), "no short id in:\n{text}");
+    // The store's own calls, one span each, whichever store it is.
+    let store = format!("store=\"{}\"", std::any::type_name::<MapStore>());
+    for call in [
+        format!("save_session{{{store} session=\"{}\"", &session_id[..8]),
+        format!(
+            "fetch_session{{{store} session=\"{}\" outcome=\"found\"",
+            &session_id[..8]
+        ),
+        format!("update_session_data{{{store} session=\"{}\"", &session_id[..8]),
+        format!("delete_session{{{store} session=\"{}\"", &session_id[..8]),
+        format!(
+            "delete_all_expired_sessions{{{store} outcome=\"unavailable\" error=the session store is unavailable: the test's store is down"
+        ),
+    ] {
+        assert!(text.contains(&call), "no {call} in:\n{text}");
+    }
     assert!(
         !text.contains(&session_id),
         "the full id is logged:\n{text}"

@@ -11,7 +11,6 @@ use mongodb::bson::{doc, Document};
 use mongodb::options::{ClientOptions, CollectionOptions};
 use mongodb::{Client, Collection, Database};
 use narvik_core::invalidation::InvalidationSubscription;
-use narvik_core::session::short_id;
 use narvik_core::{
     deadline, Capabilities, Error, ExpiredCount, ExpiredFetch, Result, SessionData, SessionRecord,
     SessionStore,
@@ -290,6 +289,10 @@ impl SessionStore for MongoStore {
         Self::CAPABILITIES
     }
 
+    fn store_name(&self) -> &'static str {
+        "mongo"
+    }
+
     /// A subscription to the invalidations of this store's collection. The first call starts
     /// the listener (one per store and its clones, on the calling Tokio runtime); it stops
     /// once the store or the last subscription is dropped, and a later call starts it again.
@@ -302,7 +305,6 @@ impl SessionStore for MongoStore {
         }))
     }
 
-    #[tracing::instrument(name = "narvik_mongo.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         let document = document::to_document(record)?;
         self.bounded("save_session", |call| async move {
@@ -315,7 +317,6 @@ impl SessionStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(name = "narvik_mongo.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         let filter = live_at(doc! { field::ID: session_id }, wall_now());
         self.bounded("fetch_session", |call| async move {
@@ -336,7 +337,6 @@ impl SessionStore for MongoStore {
     /// atomic `updateOne`, so an expired record counts as gone whether or not the TTL monitor
     /// has removed it yet, and an extension can never revive it. (`update_record_expiry` is
     /// the trait's default: the id is all this store needs.)
-    #[tracing::instrument(name = "narvik_mongo.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
     async fn update_session_expiry(
         &self,
         session_id: &str,
@@ -355,7 +355,6 @@ impl SessionStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(name = "narvik_mongo.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         let filter = doc! { field::ID: session_id };
         self.bounded("delete_session", |call| async move {
@@ -369,7 +368,6 @@ impl SessionStore for MongoStore {
     }
 
     /// The sessions of `user_id` with `expiresAt > now`, through the `userId_1` index.
-    #[tracing::instrument(name = "narvik_mongo.fetch_sessions_for_user", skip_all)]
     async fn fetch_sessions_for_user(
         &self,
         user_id: &str,
@@ -390,7 +388,6 @@ impl SessionStore for MongoStore {
         .await
     }
 
-    #[tracing::instrument(name = "narvik_mongo.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         let filter = doc! { field::USER_ID: user_id };
         self.bounded("delete_sessions_for_user", |call| async move {
@@ -406,7 +403,6 @@ impl SessionStore for MongoStore {
     /// Deletes the documents with `expiresAt <= now` (the engine's `now`) through the TTL
     /// index and returns how many this call deleted. Documents the TTL monitor removed before are not counted: the count
     /// is never more than the expired records, and may be less.
-    #[tracing::instrument(name = "narvik_mongo.delete_all_expired_sessions", skip_all)]
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         let cutoff = document::to_bson_date(now);
         let filter = doc! { field::EXPIRES_AT: { "$lte": cutoff } };
@@ -433,7 +429,6 @@ impl SessionStore for MongoStore {
     /// beyond MongoDB's 16 MiB limit the call is [`Error::InvalidData`] and nothing is sent
     /// (the server's own refusal of a document that grew too large, for one with fields the
     /// store does not write, is mapped to `InvalidData` too).
-    #[tracing::instrument(name = "narvik_mongo.update_session_data", skip_all, fields(session = short_id(&record.id)))]
     async fn update_session_data(
         &self,
         record: &SessionRecord,

@@ -439,10 +439,10 @@ async fn ensure_indexes_refuses_a_collection_with_a_default_collation() {
         .expect("simple collation is byte comparison");
 }
 
-/// The edges of DESIGN 2.14 through the server, with the BSON type each value is stored as:
-/// integers past 2^53 and at the i64 extremes as `Int64`, integers past `i64::MAX` as
-/// `Decimal128` (BSON has no unsigned 64-bit type), floats as `Double` with every bit; NUL in
-/// ids and in data strings as plain BSON string bytes.
+/// Values at the edges come back bit for bit through the server, each stored as the BSON type
+/// that holds it: integers past 2^53 and at the i64 extremes as `Int64`, integers past
+/// `i64::MAX` as `Decimal128` (BSON has no unsigned 64-bit type), floats as `Double` with every
+/// bit; NUL in ids and in data strings as plain BSON string bytes.
 #[tokio::test(flavor = "multi_thread")]
 async fn edge_values_keep_their_bits_and_bson_types() {
     let store = common::fresh_store().await;

@@ -13,7 +13,6 @@ use time::OffsetDateTime;
 // The bounds and faults the docs name; the code reaches them through narvik-sqlx.
 #[cfg(doc)]
 use narvik_core::deadline::{Bound, StoreFault};
-use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
 use narvik_sqlx::columns::{
@@ -437,7 +436,10 @@ impl SessionStore for MySqlStore {
         Capabilities::ALL
     }
 
-    #[tracing::instrument(name = "narvik_mysql.save_session", skip_all, fields(session = short_id(&record.id)))]
+    fn store_name(&self) -> &'static str {
+        "mysql"
+    }
+
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         if !id_fits(&record.id) {
             return Err(Error::InvalidData(format!(
@@ -471,7 +473,6 @@ impl SessionStore for MySqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_mysql.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         if !id_fits(session_id) {
             return Ok(None);
@@ -488,7 +489,6 @@ impl SessionStore for MySqlStore {
             .transpose()
     }
 
-    #[tracing::instrument(name = "narvik_mysql.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
     async fn update_session_expiry(
         &self,
         session_id: &str,
@@ -514,7 +514,6 @@ impl SessionStore for MySqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_mysql.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         if !id_fits(session_id) {
             return Ok(());
@@ -527,7 +526,6 @@ impl SessionStore for MySqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_mysql.fetch_sessions_for_user", skip_all)]
     async fn fetch_sessions_for_user(
         &self,
         user_id: &str,
@@ -550,7 +548,6 @@ impl SessionStore for MySqlStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "narvik_mysql.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         if !user_id_fits(user_id) {
             return Ok(());
@@ -565,11 +562,6 @@ impl SessionStore for MySqlStore {
         Ok(())
     }
 
-    #[tracing::instrument(
-        name = "narvik_mysql.delete_all_expired_sessions",
-        skip_all,
-        fields(deleted)
-    )]
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         // One "now" for the whole purge, the engine's: rows that expire after it wait for the
         // next purge, so the count is exactly the rows expired at `now` (less any a concurrent
@@ -602,7 +594,6 @@ impl SessionStore for MySqlStore {
         Ok(deleted)
     }
 
-    #[tracing::instrument(name = "narvik_mysql.update_session_data", skip_all, fields(session = short_id(&record.id)))]
     async fn update_session_data(
         &self,
         record: &SessionRecord,

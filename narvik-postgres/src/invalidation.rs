@@ -64,8 +64,8 @@ const SUBSCRIBER_CHECK: Duration = Duration::from_millis(250);
 /// is back at once, and caches serve nothing until then.
 const BACKOFF_START: Duration = Duration::from_millis(50);
 
-/// The longest pause between reconnection attempts: the server is used again within 1 s of
-/// accepting connections (DESIGN 3b).
+/// The longest pause between reconnection attempts: the listener is back within 1 s of the
+/// server accepting connections again.
 const BACKOFF_CAP: Duration = Duration::from_secs(1);
 
 /// The heartbeat: a round trip on the listener's connection that also proves the triggers

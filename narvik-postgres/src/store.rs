@@ -14,7 +14,6 @@ use time::OffsetDateTime;
 #[cfg(doc)]
 use narvik_core::deadline::{Bound, StoreFault};
 use narvik_core::invalidation::InvalidationSubscription;
-use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
 use narvik_sqlx::columns::{
@@ -500,13 +499,16 @@ impl SessionStore for PostgresStore {
         }
     }
 
+    fn store_name(&self) -> &'static str {
+        "postgres"
+    }
+
     /// Starts the listener task on the first call (and again after it stopped for want of
     /// subscribers); see the type's docs.
     fn subscribe_invalidations(&self) -> Option<InvalidationSubscription> {
         Some(self.inner.listener.subscribe(&self.inner.pool))
     }
 
-    #[tracing::instrument(name = "narvik_postgres.save_session", skip_all, fields(session = short_id(&record.id)))]
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         if has_nul(&record.id) {
             return Err(Error::InvalidData(
@@ -542,7 +544,6 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_postgres.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         if has_nul(session_id) {
             return Ok(None);
@@ -559,7 +560,6 @@ impl SessionStore for PostgresStore {
             .transpose()
     }
 
-    #[tracing::instrument(name = "narvik_postgres.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
     async fn update_session_expiry(
         &self,
         session_id: &str,
@@ -584,7 +584,6 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_postgres.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         if has_nul(session_id) {
             return Ok(());
@@ -597,7 +596,6 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_postgres.fetch_sessions_for_user", skip_all)]
     async fn fetch_sessions_for_user(
         &self,
         user_id: &str,
@@ -620,7 +618,6 @@ impl SessionStore for PostgresStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "narvik_postgres.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         if has_nul(user_id) {
             return Ok(());
@@ -635,11 +632,6 @@ impl SessionStore for PostgresStore {
         Ok(())
     }
 
-    #[tracing::instrument(
-        name = "narvik_postgres.delete_all_expired_sessions",
-        skip_all,
-        fields(deleted)
-    )]
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         // One "now" for the whole purge, the engine's: rows that expire after it wait for the
         // next purge, so the count is exactly the rows expired at `now` (less any a concurrent
@@ -671,7 +663,6 @@ impl SessionStore for PostgresStore {
         Ok(deleted)
     }
 
-    #[tracing::instrument(name = "narvik_postgres.update_session_data", skip_all, fields(session = short_id(&record.id)))]
     async fn update_session_data(
         &self,
         record: &SessionRecord,

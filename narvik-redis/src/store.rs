@@ -14,11 +14,9 @@ use std::time::Duration;
 use async_trait::async_trait;
 use narvik_core::deadline::{self, Bound};
 use narvik_core::invalidation::InvalidationSubscription;
-use narvik_core::session::short_id;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
 use redis::RedisError;
 use time::OffsetDateTime;
-use tracing::Instrument;
 
 use crate::config::RedisStoreBuilder;
 use crate::connection::Backend;
@@ -271,6 +269,10 @@ impl SessionStore for RedisStore {
         }
     }
 
+    fn store_name(&self) -> &'static str {
+        "redis"
+    }
+
     /// Starts the invalidation listener on the first call (again after its last subscriber
     /// was dropped): a connection of its own to the server, or to every primary of a cluster,
     /// tracking every write to a session record (`CLIENT TRACKING ON BCAST PREFIX P:s:`). The
@@ -287,23 +289,13 @@ impl SessionStore for RedisStore {
     /// Insert-only (`Error::DuplicateId` on an existing id, nothing changed). A record whose
     /// `expires_at` has passed is not kept.
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        let span =
-            tracing::debug_span!("narvik_redis.save_session", session = short_id(&record.id));
-        self.bounded("save_session", self.save(record).instrument(span))
-            .await
+        self.bounded("save_session", self.save(record)).await
     }
 
     /// One `GET`. Expired records are never returned: Redis removes them at `expires_at`, and
     /// one seen a moment before that is hidden.
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        let span =
-            tracing::debug_span!("narvik_redis.fetch_session", session = short_id(session_id));
-        // The hot path: skip the span wrapper when nobody listens.
-        if span.is_disabled() {
-            return self.bounded("fetch_session", self.fetch(session_id)).await;
-        }
-        self.bounded("fetch_session", self.fetch(session_id).instrument(span))
-            .await
+        self.bounded("fetch_session", self.fetch(session_id)).await
     }
 
     /// Moves the expiry of a live record (and its index and queue entries); a missing or
@@ -314,13 +306,9 @@ impl SessionStore for RedisStore {
         session_id: &str,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        let span = tracing::debug_span!(
-            "narvik_redis.update_session_expiry",
-            session = short_id(session_id)
-        );
         self.bounded(
             "update_session_expiry",
-            self.update_by_id(session_id, expires_at).instrument(span),
+            self.update_by_id(session_id, expires_at),
         )
         .await
     }
@@ -332,23 +320,15 @@ impl SessionStore for RedisStore {
         record: &SessionRecord,
         expires_at: OffsetDateTime,
     ) -> Result<()> {
-        let span = tracing::debug_span!(
-            "narvik_redis.update_record_expiry",
-            session = short_id(&record.id)
-        );
         self.bounded(
             "update_record_expiry",
-            self.update_record(record, expires_at).instrument(span),
+            self.update_record(record, expires_at),
         )
         .await
     }
 
     async fn delete_session(&self, session_id: &str) -> Result<()> {
-        let span = tracing::debug_span!(
-            "narvik_redis.delete_session",
-            session = short_id(session_id)
-        );
-        self.bounded("delete_session", self.delete(session_id).instrument(span))
+        self.bounded("delete_session", self.delete(session_id))
             .await
     }
 
@@ -359,21 +339,13 @@ impl SessionStore for RedisStore {
         user_id: &str,
         now: OffsetDateTime,
     ) -> Result<Vec<SessionRecord>> {
-        let span = tracing::debug_span!("narvik_redis.fetch_sessions_for_user");
-        self.bounded(
-            "fetch_sessions_for_user",
-            self.fetch_for_user(user_id, now).instrument(span),
-        )
-        .await
+        self.bounded("fetch_sessions_for_user", self.fetch_for_user(user_id, now))
+            .await
     }
 
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        let span = tracing::debug_span!("narvik_redis.delete_sessions_for_user");
-        self.bounded(
-            "delete_sessions_for_user",
-            self.delete_for_user(user_id).instrument(span),
-        )
-        .await
+        self.bounded("delete_sessions_for_user", self.delete_for_user(user_id))
+            .await
     }
 
     /// Deletes every record expired at `now`, whether or not Redis has expired it yet, found
@@ -381,12 +353,8 @@ impl SessionStore for RedisStore {
     /// by itself before the call are not counted (their index entries are cleaned up), so the
     /// count never exceeds the expired records and never includes a live one.
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
-        let span = tracing::debug_span!("narvik_redis.delete_all_expired_sessions");
-        self.bounded(
-            "delete_all_expired_sessions",
-            self.delete_expired(now).instrument(span),
-        )
-        .await
+        self.bounded("delete_all_expired_sessions", self.delete_expired(now))
+            .await
     }
 
     /// One script on the record key (cluster safe): replaces the data only if the stored
@@ -398,14 +366,7 @@ impl SessionStore for RedisStore {
         data: &SessionData,
         now: OffsetDateTime,
     ) -> Result<bool> {
-        let span = tracing::debug_span!(
-            "narvik_redis.update_session_data",
-            session = short_id(&record.id)
-        );
-        self.bounded(
-            "update_session_data",
-            self.update_data(record, data, now).instrument(span),
-        )
-        .await
+        self.bounded("update_session_data", self.update_data(record, data, now))
+            .await
     }
 }

@@ -83,3 +83,21 @@ pub async fn declared_capabilities_match_the_calls(
     )
     .await;
 }
+
+/// The store's name (the `store` field of the engine's per-call spans) is not empty, holds no
+/// control character (it goes into log lines as it is), and is the same on every call.
+///
+/// Catches a name built per call from changing state, and one that breaks a log line.
+pub async fn the_store_names_itself(store: Arc<dyn SessionStore>, _capabilities: Capabilities) {
+    let name = store.store_name();
+    assert!(!name.is_empty(), "store_name must not be empty");
+    assert!(
+        !name.chars().any(char::is_control),
+        "store_name {name:?} holds a control character"
+    );
+    assert_eq!(
+        store.store_name(),
+        name,
+        "store_name must be the same on every call"
+    );
+}

@@ -104,7 +104,7 @@ narvik_core::forward_session_store! {
         inner = |spy| &spy.inner;
         before = |spy, operation| spy.counter(operation).fetch_add(1, Ordering::SeqCst);
         forward = [
-            capabilities, subscribe_invalidations, save_session, fetch_session,
+            capabilities, store_name, subscribe_invalidations, save_session, fetch_session,
             update_session_expiry, update_record_expiry, delete_session, fetch_sessions_for_user,
             delete_sessions_for_user, delete_all_expired_sessions, update_session_data,
         ];

@@ -287,6 +287,9 @@ bugs! {
     /// TTL store declaring `ExpiredCount::Exact`: its server removes expired records by
     /// itself, so the purge counts fewer than expired.
     DeclaresExactButServerExpires,
+    /// Names itself with a line break (a name built from a multi-line setting), which splits
+    /// every log line that carries the engine's store span.
+    NameBreaksLogLines,
 }
 
 /// The correct store a broken one is measured against.
@@ -709,6 +712,14 @@ fn lossy_number(bug: Bug, n: serde_json::Number) -> Value {
 impl SessionStore for ReferenceStore {
     fn capabilities(&self) -> Capabilities {
         self.declared
+    }
+
+    fn store_name(&self) -> &'static str {
+        if self.has(Bug::NameBreaksLogLines) {
+            "reference\nstore"
+        } else {
+            "reference"
+        }
     }
 
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {

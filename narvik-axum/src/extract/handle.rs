@@ -8,7 +8,7 @@ use narvik_core::{Narvik, Session};
 use super::{context, SessionRejection};
 use crate::context::{CookieChange, SessionContext};
 use crate::error::SessionError;
-use crate::SessionData;
+use crate::AdditionalData;
 
 /// Signs in and out, lists and ends a user's sessions, and issues CSRF tokens. Every change of
 /// the session reaches the browser through the layer's `Set-Cookie` once the handler returns.
@@ -48,7 +48,7 @@ impl<D> std::fmt::Debug for SessionHandle<D> {
     }
 }
 
-impl<S: Send + Sync, D: SessionData> FromRequestParts<S> for SessionHandle<D> {
+impl<S: Send + Sync, D: AdditionalData> FromRequestParts<S> for SessionHandle<D> {
     type Rejection = SessionRejection;
 
     async fn from_request_parts(parts: &mut Parts, _: &S) -> Result<Self, Self::Rejection> {
@@ -97,7 +97,7 @@ impl<D> SessionHandle<D> {
     }
 }
 
-impl<D: SessionData> SessionHandle<D> {
+impl<D: AdditionalData> SessionHandle<D> {
     /// The current session, as it is now (after any sign-in or sign-out by this handle).
     pub fn session(&self) -> Option<Session<D>> {
         self.context.lock().session.clone()

@@ -55,9 +55,9 @@ narvik_core::forward_session_store! {
         inner = |counting| &counting.inner;
         before = |counting, _operation| counting.count();
         forward = [
-            capabilities, save_session, update_session_expiry, update_record_expiry,
+            capabilities, store_name, save_session, update_session_expiry, update_record_expiry,
             delete_session, fetch_sessions_for_user, delete_sessions_for_user,
-            delete_all_expired_sessions, update_session_data,
+            delete_all_expired_sessions, update_session_data, subscribe_invalidations,
         ];
 
         async fn fetch_session(&self, id: &str) -> NarvikResult<Option<SessionRecord>> {

@@ -21,7 +21,7 @@ impl RedisStore {
         };
         let decoded = record::decode(session_id, &value)?;
         // Redis removes the key at expires_at by its own clock; hide it already by the wall
-        // clock (a required call judges by the wall clock, DESIGN 2.12).
+        // clock (a required call gets no `now` from the engine, so the wall clock decides).
         if decoded.is_expired(now_ms()) {
             return Ok(None);
         }

@@ -74,14 +74,14 @@ struct CollidingStore {
     saves: Mutex<u32>,
 }
 
-// `update_session_data` is not forwarded: the case never updates data.
+// Every call but the first save goes to the real store, so the wrapper keeps its declaration.
 narvik_core::forward_session_store! {
     impl SessionStore for CollidingStore {
         inner = |colliding| &colliding.inner;
         forward = [
-            capabilities, subscribe_invalidations, fetch_session, update_session_expiry,
+            capabilities, store_name, subscribe_invalidations, fetch_session, update_session_expiry,
             update_record_expiry, delete_session, fetch_sessions_for_user,
-            delete_sessions_for_user, delete_all_expired_sessions,
+            delete_sessions_for_user, delete_all_expired_sessions, update_session_data,
         ];
 
         async fn save_session(&self, record: &SessionRecord) -> Result<()> {

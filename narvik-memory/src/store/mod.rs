@@ -1,17 +1,23 @@
 //! The store: id shards (each a slab of one-allocation records with its own id and expiry
 //! indexes) and a sharded per-user index.
 
+#[cfg(test)]
+mod check;
+mod millis;
+mod purge;
+mod session_store;
+
 use std::hash::BuildHasher;
 use std::num::NonZeroU64;
 use std::sync::{PoisonError, RwLock, RwLockReadGuard, RwLockWriteGuard};
-use std::time::{SystemTime, UNIX_EPOCH};
 
-use async_trait::async_trait;
-use narvik_core::{
-    Capabilities, Error, ExpiredFetch, Result, SessionData, SessionRecord, SessionStore,
-};
-use time::{Duration, OffsetDateTime};
+use narvik_core::{Capabilities, Error, ExpiredFetch, Result, SessionRecord};
+// Named by the docs only; the trait is implemented in `session_store`.
+#[cfg(doc)]
+use narvik_core::SessionStore;
+use time::Duration;
 
+use self::millis::{lifetime_ms, millis, time_of};
 use crate::id::Id;
 use crate::record::{hash_id, Record, User};
 use crate::shard::{IdHasher, Shard};
@@ -24,9 +30,6 @@ pub const DEFAULT_SHARDS: usize = 64;
 
 /// The most shards [`MemoryStore::with_shards`] makes; larger requests are lowered to it.
 pub const MAX_SHARDS: usize = 1 << 16;
-
-/// How many expired records a purge removes per write lock of a shard.
-const PURGE_BATCH: usize = 1_024;
 
 /// A lock on its own cache lines, so that readers of one shard never slow down those of its
 /// neighbour by writing to the lock word.
@@ -70,7 +73,7 @@ impl Default for MemoryStore {
     }
 }
 
-/// Lock helpers that ignore poisoning: the critical sections below run no user code and
+/// Lock helpers that ignore poisoning: the store's critical sections run no user code and
 /// nothing that panics short of an allocation failure (which aborts), so the data behind a
 /// poisoned lock is still consistent.
 fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
@@ -80,51 +83,6 @@ fn read<T>(lock: &RwLock<T>) -> RwLockReadGuard<'_, T> {
 fn write<T>(lock: &RwLock<T>) -> RwLockWriteGuard<'_, T> {
     lock.write().unwrap_or_else(PoisonError::into_inner)
 }
-
-/// `at` in Unix milliseconds, rounded down: the precision every narvik store keeps (the engine
-/// only makes whole milliseconds). For a `now`, rounding down changes no decision against a
-/// whole-millisecond expiry: `now < expires_at` exactly when `floor(now) < expires_at`.
-fn millis(at: OffsetDateTime) -> i64 {
-    // An OffsetDateTime spans ±9999 years: its milliseconds always fit in an i64.
-    at.unix_timestamp() * 1_000 + i64::from(at.millisecond())
-}
-
-/// The time of a Unix millisecond that [`millis`] made.
-fn time_of(ms: i64) -> OffsetDateTime {
-    OffsetDateTime::from_unix_timestamp(ms.div_euclid(1_000))
-        .and_then(|at| at.replace_millisecond(ms.rem_euclid(1_000) as u16))
-        // Never taken: `ms` came from an OffsetDateTime, so it is in range.
-        .unwrap_or(OffsetDateTime::UNIX_EPOCH)
-}
-
-/// The wall clock in Unix milliseconds, rounded down, without calendar arithmetic: the clock
-/// of the two decisions the required calls make by themselves.
-fn wall_millis() -> i64 {
-    match SystemTime::now().duration_since(UNIX_EPOCH) {
-        Ok(since) => i64::try_from(since.as_millis()).unwrap_or(i64::MAX),
-        Err(before) => {
-            let before = before.duration().as_nanos().div_ceil(1_000_000);
-            -i64::try_from(before).unwrap_or(i64::MAX)
-        }
-    }
-}
-
-/// A session's own lifetime as the record keeps it: whole milliseconds, 0 for none. A
-/// lifetime of no positive millisecond (which the engine never makes) cannot be kept.
-fn lifetime_ms(lifetime: Option<Duration>) -> Result<u64> {
-    let Some(lifetime) = lifetime else {
-        return Ok(0);
-    };
-    u64::try_from(lifetime.whole_milliseconds())
-        .ok()
-        .filter(|ms| (1..=i64::MAX as u64).contains(ms))
-        .ok_or_else(|| {
-            Error::InvalidData(format!(
-                "narvik-memory keeps session lifetimes of 1 ms or more, not {lifetime}"
-            ))
-        })
-}
-
 /// A slot's key in the per-user index (and a user's handle in a record): the shard's number
 /// and the slot's.
 fn key(shard: usize, slot: u32) -> u64 {
@@ -430,170 +388,5 @@ impl MemoryStore {
             removed += u64::from(self.unlink(index, &mut shard, slot, Some(user_id)));
         }
         removed
-    }
-
-    /// Deletes every record expired at `now` and returns how many: per shard, it pops the
-    /// expiry index from its earliest entry until it reaches a live one, so the work is the
-    /// number of expired records plus one look per shard.
-    pub fn purge_expired_at(&self, now: OffsetDateTime) -> u64 {
-        let now_ms = millis(now);
-        let mut purged = 0;
-        for (index, lock) in self.shards.iter().enumerate() {
-            let lock = &lock.0;
-            loop {
-                // A read lock first, so shards with nothing due never block their readers.
-                let due = read(lock)
-                    .expiry
-                    .first()
-                    .is_some_and(|(expires_ms, _)| *expires_ms <= now_ms);
-                if !due {
-                    break;
-                }
-                let mut shard = write(lock);
-                // At most PURGE_BATCH records per write lock: a mass expiry never stalls the
-                // shard's readers for long.
-                for _ in 0..PURGE_BATCH {
-                    match shard.expiry.first() {
-                        Some((expires_ms, _)) if *expires_ms <= now_ms => {}
-                        _ => break,
-                    }
-                    let Some((_, slot)) = shard.expiry.pop_first() else {
-                        break;
-                    };
-                    if let Some(record) = shard.take(slot) {
-                        self.unindex_user(&record, key(index, slot));
-                        purged += 1;
-                    }
-                }
-            }
-        }
-        purged
-    }
-
-    /// The user and expiry of a record, expired or not.
-    #[cfg(test)]
-    pub(crate) fn raw_entry(&self, session_id: &str) -> Option<(String, OffsetDateTime)> {
-        let (form, hash, index) = self.locate(session_id);
-        let shard = read(&self.shards[index].0);
-        let record = shard.find(&form, hash)?;
-        Some((self.user_of(record)?, time_of(record.expires_ms())))
-    }
-
-    /// Checks that the records and every index describe the same set of sessions, that each
-    /// record sits in the shard its id hashes to, and that a record holds its user id inline
-    /// when short and otherwise the handle of the user index's one copy.
-    #[cfg(test)]
-    pub(crate) fn assert_consistent(&self) {
-        use std::collections::{HashMap, HashSet};
-
-        use crate::record::INLINE_USER;
-
-        let mut handles: HashMap<String, u64> = HashMap::new();
-        let mut indexed: HashMap<String, HashSet<u64>> = HashMap::new();
-        for (index, lock) in self.users.iter().enumerate() {
-            for (slot, user, keys) in read(&lock.0).entries(&self.user_hasher) {
-                assert_eq!(
-                    Self::pick(self.user_hash(&user), self.users.len()),
-                    index,
-                    "user {user} in the wrong user shard"
-                );
-                assert!(!keys.is_empty(), "empty key set kept for user {user}");
-                indexed.insert(user.clone(), keys.into_iter().collect());
-                handles.insert(user, key(index, slot));
-            }
-        }
-        let mut by_user: HashMap<String, HashSet<u64>> = HashMap::new();
-        for (index, lock) in self.shards.iter().enumerate() {
-            let shard = read(&lock.0);
-            shard.assert_consistent(&self.id_hasher);
-            for record in shard.records() {
-                let (id, slot) = (record.id_string(), record.slot());
-                assert_eq!(self.locate(&id).2, index, "record {id} in the wrong shard");
-                let user = self
-                    .user_of(record)
-                    .expect("the user of a record is indexed");
-                let handle = handles.get(&user).copied();
-                assert!(
-                    handle.is_some(),
-                    "user {user} of {id} missing from the user index"
-                );
-                if user.len() <= INLINE_USER {
-                    assert_eq!(record.user(), User::Inline(&user));
-                } else {
-                    assert_eq!(record.user(), User::Handle(handle.unwrap_or_default()));
-                }
-                by_user.entry(user).or_default().insert(key(index, slot));
-            }
-        }
-        assert_eq!(by_user, indexed, "user index disagrees with the records");
-    }
-}
-
-/// Declares [`MemoryStore::CAPABILITIES`]. Expired records are hidden:
-/// [`fetch_session`](SessionStore::fetch_session) never returns a record expired by the wall
-/// clock, and [`fetch_sessions_for_user`](SessionStore::fetch_sessions_for_user) never one
-/// expired at the `now` it is given; the record stays in memory until
-/// `delete_all_expired_sessions` (or the engine's purge task) or a delete removes it.
-#[async_trait]
-impl SessionStore for MemoryStore {
-    fn capabilities(&self) -> Capabilities {
-        Self::CAPABILITIES
-    }
-
-    async fn save_session(&self, record: &SessionRecord) -> Result<()> {
-        self.insert(record)
-    }
-
-    async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
-        // The required calls carry no `now`: the wall clock decides (DESIGN 2.12).
-        Ok(self.get(session_id, wall_millis()))
-    }
-
-    async fn update_session_expiry(
-        &self,
-        session_id: &str,
-        expires_at: OffsetDateTime,
-    ) -> Result<()> {
-        // Read before the lock, so the critical section stays a few map operations long.
-        self.set_expiry(session_id, millis(expires_at), wall_millis());
-        Ok(())
-    }
-
-    async fn delete_session(&self, session_id: &str) -> Result<()> {
-        self.remove(session_id);
-        Ok(())
-    }
-
-    async fn fetch_sessions_for_user(
-        &self,
-        user_id: &str,
-        now: OffsetDateTime,
-    ) -> Result<Vec<SessionRecord>> {
-        Ok(self.live_for_user(user_id, millis(now)))
-    }
-
-    async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
-        self.remove_for_user(user_id);
-        Ok(())
-    }
-
-    async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
-        Ok(self.purge_expired_at(now))
-    }
-
-    async fn update_session_data(
-        &self,
-        record: &SessionRecord,
-        data: &SessionData,
-        now: OffsetDateTime,
-    ) -> Result<bool> {
-        // The text is made before the lock, as at save.
-        let json = data.to_json_text()?;
-        Ok(self.replace_data(
-            &record.id,
-            record.data_version,
-            (json != "null").then_some(&*json),
-            millis(now),
-        ))
     }
 }

@@ -1,21 +1,21 @@
+// Over 400 lines in one file: every call of the store beside the one SQL statement it runs
+// (built in `statements`), so that each can be checked against the other.
 //! [`SqliteStore`]: the storage contract, one statement per call.
 
-use std::path::Path;
+mod millis;
+mod open;
+
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteConnection, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
-    SqliteRow, SqliteSynchronous,
-};
-use sqlx::{AssertSqlSafe, ConnectOptions, Row, SqlSafeStr as _, SqlStr};
+use sqlx::sqlite::{SqliteConnection, SqlitePool, SqliteRow};
+use sqlx::{AssertSqlSafe, Row, SqlSafeStr as _, SqlStr};
 use time::OffsetDateTime;
 
 // The bounds the docs name; the code reaches them through narvik-sqlx.
 #[cfg(doc)]
 use narvik_core::deadline::Bound;
-use narvik_core::session::short_id;
 use narvik_core::time_util::truncate_to_millis;
 use narvik_core::{Capabilities, Error, Result, SessionData, SessionRecord, SessionStore};
 use narvik_sqlx::columns::{
@@ -23,8 +23,10 @@ use narvik_sqlx::columns::{
 };
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
+// The migrations stamp their bookkeeping rows in the stored form too.
+pub(crate) use self::millis::millis;
+use self::millis::{from_millis, wall_clock_now};
 use crate::config::SqliteConfig;
-use crate::connect::connect_pool;
 use crate::error::{map_insert_error, map_sqlx_error, STORE};
 
 /// A narvik session store on SQLite: a database file, or a database in memory.
@@ -181,109 +183,6 @@ impl SqliteStore {
             purge_batch_size: SqliteConfig::DEFAULT_PURGE_BATCH_SIZE,
             timeouts: Self::DEFAULT_TIMEOUTS,
         }
-    }
-
-    /// sqlx's pool options with narvik's bounds: an acquire timeout of
-    /// [`SqliteStore::DEFAULT_ACQUIRE_TIMEOUT`] instead of sqlx's 30 s.
-    pub fn pool_options() -> SqlitePoolOptions {
-        SqlitePoolOptions::new().acquire_timeout(Self::DEFAULT_ACQUIRE_TIMEOUT)
-    }
-
-    /// sqlx's connect options for the database file at `path`, with narvik's settings: the
-    /// file is created when missing (its directory is not), `journal_mode = WAL` (readers
-    /// never wait for the writer, a commit writes once), `synchronous = FULL` (a commit is on
-    /// disk before it is acknowledged, also across a power loss; see the README for `NORMAL`)
-    /// and `busy_timeout` = [`SqliteStore::DEFAULT_BUSY_TIMEOUT`]. Change any of them on the
-    /// returned options.
-    pub fn connect_options(path: impl AsRef<Path>) -> SqliteConnectOptions {
-        SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Self::DEFAULT_BUSY_TIMEOUT)
-    }
-
-    /// Opens (creating it when missing) the database file at `path` with
-    /// [`SqliteStore::connect_options`]: a write pool of one connection and a read pool of
-    /// [`SqliteStore::DEFAULT_READ_CONNECTIONS`], both with [`SqliteStore::pool_options`],
-    /// and the default names and bounds. `":memory:"` is [`SqliteStore::open_in_memory`].
-    ///
-    /// Opens the writer's connection first, so that a directory that does not exist or cannot
-    /// be written, or a file that is not a database, fails here, with
-    /// [`Error::Unavailable`] saying so.
-    pub async fn open(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        if path == Path::new(":memory:") {
-            return Self::open_in_memory().await;
-        }
-        let options = Self::connect_options(path);
-        // The writer first: it switches a new file to WAL, which needs the only connection.
-        // Another instance switching the same new file to WAL can refuse these connections
-        // at once (see `connect::connect_pool`): retried within the busy timeout.
-        let writer = connect_pool(
-            Self::pool_options().max_connections(1),
-            options.clone(),
-            Self::DEFAULT_BUSY_TIMEOUT,
-        )
-        .await?;
-        let readers = connect_pool(
-            Self::pool_options().max_connections(Self::DEFAULT_READ_CONNECTIONS),
-            options,
-            Self::DEFAULT_BUSY_TIMEOUT,
-        )
-        .await?;
-        Ok(Self::from_parts(
-            readers,
-            writer,
-            SqliteConfig::default(),
-            Self::DEFAULT_TIMEOUTS,
-            None,
-        ))
-    }
-
-    /// A new, empty database in memory, private to this store and its clones, gone when the
-    /// last of them is dropped. For tests, and for applications that want SQLite's semantics
-    /// without a file (sessions do not survive a restart).
-    ///
-    /// One pool of one connection serves reads and writes: an in-memory database has no I/O
-    /// to overlap, and one connection needs no shared-cache table locks (which SQLite would
-    /// otherwise report to a second connection as `SQLITE_LOCKED`, without waiting). A second
-    /// connection to the same named, shared-cache database is held open and never used, so
-    /// the database lives on while the pool replaces its connection.
-    pub async fn open_in_memory() -> Result<Self> {
-        Self::in_memory_with(SqliteConfig::default(), Self::DEFAULT_TIMEOUTS).await
-    }
-
-    async fn in_memory_with(config: SqliteConfig, timeouts: Timeouts) -> Result<Self> {
-        let name = format!("file:narvik-sqlite-memory-{:016x}", rand::random::<u64>());
-        let options = SqliteConnectOptions::new()
-            .filename(name)
-            .in_memory(true)
-            .shared_cache(true)
-            .busy_timeout(Self::DEFAULT_BUSY_TIMEOUT);
-        let keeper = options
-            .connect()
-            .await
-            .map_err(|error| map_sqlx_error("connect", error))?;
-        let pool = narvik_sqlx::connect_pool(
-            STORE,
-            Self::pool_options()
-                .max_connections(1)
-                .min_connections(1)
-                .idle_timeout(None)
-                .max_lifetime(None),
-            options,
-            map_sqlx_error,
-        )
-        .await?;
-        Ok(Self::from_parts(
-            pool.clone(),
-            pool,
-            config,
-            timeouts,
-            Some(Mutex::new(keeper)),
-        ))
     }
 
     fn from_parts(
@@ -483,18 +382,6 @@ impl SqliteStoreBuilder {
         ))
     }
 }
-
-/// Milliseconds since the Unix epoch, rounded down: the stored form of every time.
-pub(crate) fn millis(at: OffsetDateTime) -> i64 {
-    let millis = at.unix_timestamp_nanos().div_euclid(1_000_000);
-    // OffsetDateTime spans years -9999 to 9999, about 3.2e14 ms either way: always fits.
-    i64::try_from(millis).unwrap_or(if millis < 0 { i64::MIN } else { i64::MAX })
-}
-
-fn from_millis(millis: i64) -> Option<OffsetDateTime> {
-    OffsetDateTime::from_unix_timestamp_nanos(i128::from(millis) * 1_000_000).ok()
-}
-
 fn record_from_row(operation: &'static str, row: &SqliteRow) -> Result<SessionRecord> {
     let decode = |error| map_sqlx_error(operation, error);
     let time = |column: &str| -> Result<OffsetDateTime> {
@@ -526,20 +413,16 @@ fn record_from_row(operation: &'static str, row: &SqliteRow) -> Result<SessionRe
 fn has_nul(value: &str) -> bool {
     value.contains('\0')
 }
-
-/// The wall clock in stored form (whole milliseconds): with expiries on whole milliseconds,
-/// `expires_at > now` means the same for `now` and for `now` truncated.
-fn wall_clock_now() -> i64 {
-    millis(OffsetDateTime::now_utc())
-}
-
 #[async_trait]
 impl SessionStore for SqliteStore {
     fn capabilities(&self) -> Capabilities {
         Capabilities::ALL
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.save_session", skip_all, fields(session = short_id(&record.id)))]
+    fn store_name(&self) -> &'static str {
+        "sqlite"
+    }
+
     async fn save_session(&self, record: &SessionRecord) -> Result<()> {
         if has_nul(&record.id) || has_nul(&record.user_id) {
             return Err(Error::InvalidData(
@@ -569,7 +452,6 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.fetch_session", skip_all, fields(session = short_id(session_id)))]
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
         if has_nul(session_id) {
             return Ok(None);
@@ -589,7 +471,6 @@ impl SessionStore for SqliteStore {
             .transpose()
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.update_session_data", skip_all, fields(session = short_id(&record.id)))]
     async fn update_session_data(
         &self,
         record: &SessionRecord,
@@ -619,7 +500,6 @@ impl SessionStore for SqliteStore {
         Ok(done.rows_affected() == 1)
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.update_session_expiry", skip_all, fields(session = short_id(session_id)))]
     async fn update_session_expiry(
         &self,
         session_id: &str,
@@ -645,7 +525,6 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.delete_session", skip_all, fields(session = short_id(session_id)))]
     async fn delete_session(&self, session_id: &str) -> Result<()> {
         if has_nul(session_id) {
             return Ok(());
@@ -661,7 +540,6 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.fetch_sessions_for_user", skip_all)]
     async fn fetch_sessions_for_user(
         &self,
         user_id: &str,
@@ -687,7 +565,6 @@ impl SessionStore for SqliteStore {
             .collect()
     }
 
-    #[tracing::instrument(name = "narvik_sqlite.delete_sessions_for_user", skip_all)]
     async fn delete_sessions_for_user(&self, user_id: &str) -> Result<()> {
         if has_nul(user_id) {
             return Ok(());
@@ -703,11 +580,6 @@ impl SessionStore for SqliteStore {
         Ok(())
     }
 
-    #[tracing::instrument(
-        name = "narvik_sqlite.delete_all_expired_sessions",
-        skip_all,
-        fields(deleted)
-    )]
     async fn delete_all_expired_sessions(&self, now: OffsetDateTime) -> Result<u64> {
         // One "now" for the whole purge, the engine's. Each batch is a call (and a write
         // transaction) of its own under the deadline: a purge of millions of rows may take
@@ -737,26 +609,5 @@ impl SessionStore for SqliteStore {
         }
         tracing::Span::current().record("deleted", deleted);
         Ok(deleted)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use time::macros::datetime;
-
-    #[test]
-    fn times_are_whole_milliseconds_rounded_down_both_sides_of_the_epoch() {
-        for (at, expected) in [
-            (datetime!(1970-01-01 0:00:00.0015 UTC), 1),
-            (datetime!(1969-12-31 23:59:59.9985 UTC), -2),
-            (datetime!(2030-01-01 0:00:00.123_999 UTC), 1_893_456_000_123),
-            (datetime!(-9999-01-01 0:00 UTC), -377_705_116_800_000),
-            (datetime!(+9999-12-31 23:59:59.999 UTC), 253_402_300_799_999),
-        ] {
-            assert_eq!(millis(at), expected, "{at}");
-            assert_eq!(from_millis(expected), Some(truncate_to_millis(at)));
-        }
-        assert_eq!(from_millis(i64::MAX), None);
     }
 }
