@@ -114,6 +114,20 @@ impl StoreFault {
         self
     }
 
+    /// A copy for another call the same fault ended (calls a store ran together, as one
+    /// transaction): the same store, operation, reason and bound, with the source's message
+    /// in the reason, since the driver's error itself cannot be shared.
+    pub fn shared(&self) -> Self {
+        let reason = match &self.source {
+            Some(source) => format!("{}: {source}", self.reason),
+            None => self.reason.clone(),
+        };
+        Self {
+            bound: self.bound,
+            ..Self::new(self.store, self.operation, reason)
+        }
+    }
+
     /// The store that failed, as its crate is named (`narvik-postgres`, ...).
     pub fn store(&self) -> &'static str {
         self.store

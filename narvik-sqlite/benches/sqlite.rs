@@ -13,8 +13,8 @@
 //!   session lookup;
 //! - `narvik validate_session`: token parse + SHA-256 + the store's fetch + decoding the data;
 //! - `tower-sessions load` (sqlx 0.8, the same pool size and settings);
-//! - `narvik create_session` (one INSERT) vs `tower-sessions create` (BEGIN, INSERT OR ABORT,
-//!   COMMIT), both on WAL with `busy_timeout`, once with `synchronous = FULL` (narvik's
+//! - `narvik create_session` (one INSERT, or a share of a grouped commit when creates
+//!   overlap) vs `tower-sessions create` (BEGIN, INSERT OR ABORT, COMMIT), both on WAL with `busy_timeout`, once with `synchronous = FULL` (narvik's
 //!   default: every commit waits for its fsync, on both) and once with `NORMAL` (no fsync per
 //!   commit in WAL mode, which leaves the work each store does);
 //! - `fetch_sessions_for_user` (a user with 10 sessions) and the expired purge (10,000 expired

@@ -1,7 +1,9 @@
 // Over 400 lines in one file: every call of the store beside the one SQL statement it runs
 // (built in `statements`), so that each can be checked against the other.
-//! [`SqliteStore`]: the storage contract, one statement per call.
+//! [`SqliteStore`]: the storage contract, one statement per call (saves that overlap share a
+//! commit: `group_commit`).
 
+mod group_commit;
 mod millis;
 mod open;
 
@@ -24,10 +26,11 @@ use narvik_sqlx::columns::{
 use narvik_sqlx::{Calls, Cancelled, MapError, Statements, Timeouts};
 
 // The migrations stamp their bookkeeping rows in the stored form too.
+use self::group_commit::{SaveQueue, SaveRow};
 pub(crate) use self::millis::millis;
 use self::millis::{from_millis, wall_clock_now};
 use crate::config::SqliteConfig;
-use crate::error::{map_insert_error, map_sqlx_error, STORE};
+use crate::error::{map_sqlx_error, STORE};
 
 /// A narvik session store on SQLite: a database file, or a database in memory.
 ///
@@ -47,7 +50,8 @@ use crate::error::{map_insert_error, map_sqlx_error, STORE};
 /// writes queue in the pool (first come, first served) instead of spinning in SQLite's busy
 /// handler, and reads through a pool of [`SqliteStore::DEFAULT_READ_CONNECTIONS`], which WAL
 /// lets run beside the writer. Writers in other processes on the same file wait up to the
-/// `busy_timeout`.
+/// `busy_timeout`. Saves that arrive while the writer is busy are committed together, in one
+/// transaction, so that concurrent sign-ins share an fsync; each still gets its own answer.
 ///
 /// **Time.** The per-user listing and the purge filter on the `now` the engine hands down;
 /// [`update_session_expiry`](SessionStore::update_session_expiry) refuses to extend a record
@@ -77,6 +81,8 @@ struct Inner {
     /// `update_session_data`'s statement ([`Statements`] is shared with stores without it).
     update_data: SqlStr,
     calls: Calls,
+    /// The saves waiting to be committed together (see `group_commit`).
+    saves: Arc<SaveQueue>,
     /// For a database in memory: one connection that is never used, only held. A shared-cache
     /// in-memory database lives as long as one connection to it is open; this one keeps it
     /// alive while the pool closes and reopens its own.
@@ -209,6 +215,7 @@ impl SqliteStore {
                 sql,
                 update_data,
                 calls,
+                saves: Arc::default(),
                 _keeper: keeper,
             }),
         }
@@ -434,22 +441,16 @@ impl SessionStore for SqliteStore {
         let data = record.data.to_json_text()?;
         let lifetime_ms = lifetime_column(record.lifetime)?;
         let data_version = data_version_column(record.data_version)?;
-        let insert = sqlx::query(self.inner.sql.insert.clone())
-            .bind(&record.id)
-            .bind(&record.user_id)
-            .bind(millis(truncate_to_millis(record.expires_at)))
-            .bind(millis(truncate_to_millis(record.created_at)))
-            .bind(&*data)
-            .bind(lifetime_ms)
-            .bind(data_version);
-        self.call(
-            "save_session",
-            &self.inner.writer,
-            map_insert_error,
-            async |connection| insert.execute(connection).await,
-        )
-        .await?;
-        Ok(())
+        self.save_in_group(SaveRow {
+            id: record.id.clone(),
+            user_id: record.user_id.clone(),
+            expires_at: millis(truncate_to_millis(record.expires_at)),
+            created_at: millis(truncate_to_millis(record.created_at)),
+            data: data.into_owned(),
+            lifetime_ms,
+            data_version,
+        })
+        .await
     }
 
     async fn fetch_session(&self, session_id: &str) -> Result<Option<SessionRecord>> {
