@@ -194,19 +194,8 @@ impl<D: Serialize + DeserializeOwned> Narvik<D> {
             let _ = self.delete_stored(&record.id).await;
             return Err(error);
         }
-        Ok(CreatedSession {
-            token,
-            session: Session {
-                id: record.id,
-                user_id: record.user_id,
-                expires_at: record.expires_at,
-                created_at: record.created_at,
-                data,
-                lifetime: record.lifetime,
-                data_version: record.data_version,
-                new: true,
-                extended: false,
-            },
-        })
+        let mut session = Session::with_data(record, data);
+        session.new = true;
+        Ok(CreatedSession { token, session })
     }
 }
