@@ -201,8 +201,12 @@ impl Browser {
         let deadline = Instant::now() + StdDuration::from_secs(10);
         loop {
             match old_page.tag_name().await {
+                // Chromium says "stale", or, when the old document is torn down in the middle
+                // of the call, that the node no longer belongs to the document: gone either way.
                 Err(fantoccini::error::CmdError::Standard(error))
-                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference =>
+                    if error.error == fantoccini::error::ErrorStatus::StaleElementReference
+                        || (error.error == fantoccini::error::ErrorStatus::UnknownError
+                            && error.message.contains("does not belong to the document")) =>
                 {
                     return;
                 }
