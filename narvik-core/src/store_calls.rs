@@ -135,28 +135,44 @@ impl<'a> TracedStore<'a> {
     }
 }
 
-/// Runs `call` in `span`, then records its outcome (named by `outcome` on success) or its
-/// error (the kind as the outcome, the message as `error`).
-async fn in_span<T>(
+/// Runs `work` in `span` (a debug span with empty `outcome` and, for a store call, `error`
+/// fields), then records its outcome, named by `outcome` on success and by the error's kind on
+/// failure (with the error's message as `error`, where the span has that field), and logs
+/// `message` in the span. The engine's own spans and the store calls' spans both go through
+/// it.
+pub(crate) async fn traced<T>(
     span: tracing::Span,
-    call: impl Future<Output = Result<T>>,
+    work: impl Future<Output = Result<T>>,
     outcome: impl FnOnce(&T) -> &'static str,
+    message: &'static str,
 ) -> Result<T> {
+    // No subscriber wants the span (the usual case at the default level): the call runs bare,
+    // without entering, recording or logging on every poll.
     if span.is_disabled() {
-        return call.await;
+        return work.await;
     }
-    let result = call.instrument(span.clone()).await;
+    let result = work.instrument(span.clone()).await;
     match &result {
         Ok(value) => {
             span.record("outcome", outcome(value));
         }
         Err(error) => {
             span.record("outcome", error_outcome(error));
+            // A span without an `error` field ignores this.
             span.record("error", tracing::field::display(error));
         }
     }
-    span.in_scope(|| tracing::debug!("store call finished"));
+    span.in_scope(|| tracing::debug!("{message}"));
     result
+}
+
+/// [`traced`] for a store call.
+async fn in_span<T>(
+    span: tracing::Span,
+    call: impl Future<Output = Result<T>>,
+    outcome: impl FnOnce(&T) -> &'static str,
+) -> Result<T> {
+    traced(span, call, outcome, "store call finished").await
 }
 
 /// The `outcome` a span records for a failed call: the error's kind, one word. The engine's

@@ -7,8 +7,9 @@ use crate::data::SessionData;
 use crate::error::OptionalOperation;
 use crate::error::{Error, Result};
 use crate::session::{short_id, Session};
+use crate::store_calls::traced;
 
-use super::{traced, Narvik};
+use super::Narvik;
 
 impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Changes the additional data of `session` with `change`, without losing a concurrent

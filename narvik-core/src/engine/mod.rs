@@ -4,7 +4,6 @@ use std::marker::PhantomData;
 use std::sync::Arc;
 
 use time::{Duration, OffsetDateTime};
-use tracing::Instrument;
 
 use crate::capabilities::Capabilities;
 use crate::clock::Clock;
@@ -16,7 +15,7 @@ use crate::near_cache::{NearCacheStats, SessionCache};
 use crate::purge::PurgeTask;
 use crate::session::Session;
 use crate::store::SessionStore;
-use crate::store_calls::{error_outcome, TracedStore};
+use crate::store_calls::TracedStore;
 use crate::time_util::truncate_to_millis;
 use crate::token::SessionToken;
 
@@ -244,30 +243,4 @@ impl<D> Narvik<D> {
         self.require(OptionalOperation::DeleteAllExpiredSessions)?;
         self.backend().delete_all_expired_sessions(self.now()).await
     }
-}
-
-/// Runs `work` in `span` (a debug span with an empty `outcome` field), then records its
-/// outcome, named by `outcome` on success and by the error's kind on failure, and logs
-/// `message` in the span.
-async fn traced<T>(
-    span: tracing::Span,
-    work: impl std::future::Future<Output = Result<T>>,
-    outcome: impl FnOnce(&T) -> &'static str,
-    message: &'static str,
-) -> Result<T> {
-    // No subscriber wants the span (the usual case at the default level): the call runs bare,
-    // without entering, recording or logging on every poll.
-    if span.is_disabled() {
-        return work.await;
-    }
-    let result = work.instrument(span.clone()).await;
-    span.record(
-        "outcome",
-        match &result {
-            Ok(value) => outcome(value),
-            Err(error) => error_outcome(error),
-        },
-    );
-    span.in_scope(|| tracing::debug!("{message}"));
-    result
 }

@@ -4,9 +4,10 @@ use serde::{de::DeserializeOwned, Serialize};
 
 use crate::error::Result;
 use crate::session::{short_id, Session};
+use crate::store_calls::traced;
 use crate::token::SessionToken;
 
-use super::{traced, CreatedSession, Narvik};
+use super::{CreatedSession, Narvik};
 
 impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Replaces the session behind `token` with a new one (new token, same user, data and

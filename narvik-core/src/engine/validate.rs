@@ -6,9 +6,10 @@ use time::OffsetDateTime;
 
 use crate::error::Result;
 use crate::session::{decode_data, short_id, Session, SessionRecord};
+use crate::store_calls::traced;
 use crate::token::{self, SessionToken};
 
-use super::{traced, Narvik};
+use super::Narvik;
 
 impl<D: Serialize + DeserializeOwned> Narvik<D> {
     /// Checks a token from a client and returns its session, or `None`.
